@@ -1,0 +1,53 @@
+# Benchmark of the default training step: ms per step, points per second, memory, time to the first step, and the
+# same step built the naive way (autograd through every sample, latent concatenated to every point), side by side in
+# one process on one device. `python bench.py` (DEV=... picks the device). Numbers are printed, never asserted.
+import os, resource, sys, time
+import train   # first: it turns METAL=1 / CUDA=1 / CLANG=1 into DEV=... before tinygrad is imported
+import numpy as np
+from tinygrad import Tensor, Device, nn
+from tinygrad.helpers import GlobalCounters, getenv
+import render, shapes
+from sdfsrn import SDFSRN
+
+STEPS = getenv("STEPS", 10)   # timed steps after the three that compile and capture the jit
+
+class ConcatDecoder:
+  """The decoder as DeepSDF writes it: the latent concatenated to every point, then the five layers. Same function."""
+  def __init__(self, decoder): self.layers = decoder.layers
+  def __call__(self, latent:Tensor, point:Tensor) -> Tensor:
+    latent = latent.reshape(latent.shape[0], *[1] * (point.ndim - 2), latent.shape[-1]).expand(*point.shape[:-1], latent.shape[-1])
+    x = inputs = latent.cat(point, dim=-1)                                                    # [B,...,L+3]
+    first, second, skip, fourth, last = self.layers
+    x = second(first(x).relu()).relu()
+    return last(fourth(skip(x.cat(inputs, dim=-1)).relu()).relu()).squeeze(-1)              # [B,...]
+
+def full_min_sdf(sdf_fn, origin:Tensor, direction:Tensor, samples:int) -> Tensor:
+  return sdf_fn(render.sample_points(origin, direction, samples)).min(-1)                  # [B,R] autograd through all N
+
+def measure(name:str, naive:bool) -> float:
+  data = shapes.make_dataset(train.SHAPES, train.RES, train.SEED)
+  Tensor.manual_seed(0)
+  model = SDFSRN(train.RES)
+  if naive: model.decoder = ConcatDecoder(model.decoder)
+  opt = nn.optim.Adam(nn.state.get_parameters(model), lr=train.LR)
+  step = train.make_step(model, opt, *train.device_data(data), train.SAMPLES, full_min_sdf if naive else render.min_sdf)
+  batches, t = train.batches(np.random.default_rng(0), train.SHAPES, train.RES), Tensor([train.T_END])
+  start = time.perf_counter()
+  step(*batches[0], t).item()
+  first = time.perf_counter() - start
+  for i in (1, 2): step(*batches[i % len(batches)], t).item()   # the second call captures the jit, the third replays
+  start = time.perf_counter()
+  for i in range(STEPS): step(*batches[i % len(batches)], t).item()
+  ms = (time.perf_counter() - start) / STEPS * 1000
+  B, R = batches[0][1].shape
+  points = B * R * (train.SAMPLES + 1)                                                      # N searched + 1 with gradient
+  print(f"{name:>8}: {ms:8.1f} ms/step  {points / ms * 1000 / 1e6:6.2f} M points/s  first step {first:5.1f} s  "
+        f"device memory {GlobalCounters.mem_used / 2**20:7.1f} MiB  peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10:7.1f} MiB")
+  return ms
+
+if __name__ == "__main__":
+  print(f"device {Device.DEFAULT}, {train.BATCH} images x {(train.RES // train.BLOCK) ** 2} rays x {train.SAMPLES} samples, "
+        f"decoder width {SDFSRN().decoder.width}, {STEPS} timed steps")
+  fast = measure("default", naive=False)
+  slow = measure("naive", naive=True)
+  print(f"speed-up of the default step over the naive one: {slow / fast:.1f}x")

@@ -1,0 +1,200 @@
+# Tests for Mini SDF-SRN: analytic answers for data and renderer, gradients against full autograd and finite
+# differences, the shapes the comments claim, and tiny end-to-end runs. Sizes are tiny so the suite runs in minutes on 2 cores.
+import json, os, subprocess, sys
+import numpy as np
+import pytest
+from tinygrad import Tensor, nn
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+import bench, render, shapes, train
+from sdfsrn import SDFSRN
+
+def tiny_model(res=16, width=16, seed=0) -> SDFSRN:
+  Tensor.manual_seed(seed)
+  return SDFSRN(res, latent=8, width=width)
+
+def rays(azimuth=30.0, elevation=10.0, res=16, views=1):
+  origin, direction = shapes.camera_rays(azimuth, elevation, res)
+  return Tensor(np.tile(origin, (views, 1, 1))), Tensor(np.tile(direction, (views, 1, 1)))   # [B,1,3] [B,R,3]
+
+# *** shapes ***
+
+def test_sphere_sdf_is_exact():
+  sphere = dict(family="sphere", rotation=np.eye(3), size=np.full(3, 0.5))
+  np.testing.assert_allclose(shapes.shape_sdf(sphere, np.array([[0, 0, 0], [1, 0, 0], [0, 0.2, 0]])), [-0.5, 0.5, -0.3], atol=1e-12)
+
+def test_rotated_box_sdf_is_exact():
+  c, s = np.cos(0.3), np.sin(0.3)
+  box = dict(family="box", rotation=np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]), size=np.array([0.2, 0.3, 0.4]))
+  local = np.array([[0, 0, 0], [0.5, 0, 0], [0.5, 0.7, 0], [0.1, 0.1, 0.1]])   # centre, face, edge, inside
+  np.testing.assert_allclose(shapes.shape_sdf(box, local @ box["rotation"].T), [-0.2, 0.3, 0.5, -0.1], atol=1e-12)
+
+def test_ellipsoid_sdf_sign_and_surface():
+  ellipsoid = dict(family="ellipsoid", rotation=np.eye(3), size=np.array([0.3, 0.5, 0.7]))
+  np.testing.assert_allclose(shapes.shape_sdf(ellipsoid, np.array([[0.3, 0, 0], [0, 0.5, 0], [0, 0, 0.7]])), 0, atol=1e-12)
+  np.testing.assert_allclose(shapes.shape_sdf(ellipsoid, np.array([[0.5, 0, 0]])), [0.2], atol=1e-12)  # exact on an axis
+  assert shapes.shape_sdf(ellipsoid, np.zeros((1, 3)))[0] < 0
+
+def test_shapes_fit_in_bounding_sphere():
+  data = shapes.make_dataset(30, 16, seed=3)
+  for shape in data["shapes"]:
+    farthest = np.linalg.norm(shape["size"]) if shape["family"] == "box" else shape["size"].max()   # corner or longest axis
+    assert farthest < render.BOUND
+
+def test_families_balanced():
+  assert [s["family"] for s in shapes.make_dataset(6, 16, 0)["shapes"]] == ["sphere", "box", "ellipsoid"] * 2
+
+def test_same_seed_same_bytes():
+  a, b, c = shapes.make_dataset(4, 16, 7), shapes.make_dataset(4, 16, 7), shapes.make_dataset(4, 16, 8)
+  for k in ("images", "silhouettes", "poses", "novel_silhouettes"): assert a[k].tobytes() == b[k].tobytes()
+  assert a["images"].tobytes() != c["images"].tobytes()
+
+def test_novel_views_never_the_training_view():
+  data = shapes.make_dataset(9, 16, 1)
+  gap = np.abs((data["novel_poses"][:, :, 0] - data["poses"][:, None, 0] + 180) % 360 - 180)   # [S,V] azimuth difference
+  assert data["novel_poses"].shape == (9, shapes.NOVEL_VIEWS, 2) and gap.min() >= 29.9
+
+def test_dataset_shapes_and_dtypes():
+  data = shapes.make_dataset(5, 32, 0)
+  assert data["images"].shape == (5, 3, 32, 32) and data["silhouettes"].shape == (5, 32, 32)
+  assert data["novel_silhouettes"].shape == (5, 6, 32, 32)
+  assert all(data[k].dtype == np.float32 for k in ("images", "silhouettes", "poses", "novel_poses", "novel_silhouettes"))
+
+def test_ground_truth_silhouette_of_sphere_is_disc():
+  sphere = dict(family="sphere", rotation=np.eye(3), size=np.full(3, 0.6))
+  origin, direction = shapes.camera_rays(40, 20, 64)
+  closest = np.linalg.norm(np.cross(direction, -origin), axis=-1)                    # [P] ray's distance to the centre
+  np.testing.assert_array_equal(shapes.render_view(sphere, 40, 20, 64)[1].reshape(-1), closest < 0.6)
+
+# *** render ***
+
+def test_samples_lie_on_ray_inside_bound():
+  origin, direction = rays(res=16)
+  point = render.sample_points(origin, direction, 8).numpy()                         # [1,R,N,3]
+  assert point.shape == (1, 256, 8, 3)
+  distance = np.linalg.norm(point, axis=-1)[0]                                        # [R,N]
+  hit = distance.min(-1) < render.BOUND
+  assert 0 < hit.sum() < 256 and distance[hit].max() <= render.BOUND + 1e-5           # chord samples stay inside the bound
+  np.testing.assert_allclose(point[0, ~hit], np.repeat(point[0, ~hit][:, :1], 8, 1))  # a miss: all at closest approach
+
+def test_sphere_silhouette_matches_analytic_disc():
+  origin, direction = rays(25, -15, res=64)
+  sdf = render.min_sdf(lambda p: (p * p).sum(-1).sqrt() - 0.5, origin, direction, 32)   # [1,P]
+  mask = render.silhouette(sdf, 0.01).numpy()[0] > 0.5
+  truth = shapes.render_view(dict(family="sphere", rotation=np.eye(3), size=np.full(3, 0.5)), 25, -15, 64)[1].reshape(-1) > 0
+  assert (mask & truth).sum() / (mask | truth).sum() >= 0.98
+
+def test_min_sdf_equals_min_over_samples():
+  model, (origin, direction) = tiny_model(), rays(views=2)
+  latent = Tensor.randn(2, 8)
+  sdf_fn = lambda p: model.decoder(latent, p)
+  np.testing.assert_allclose(render.min_sdf(sdf_fn, origin, direction, 12).numpy(),
+                             sdf_fn(render.sample_points(origin, direction, 12)).min(-1).numpy(), rtol=1e-5, atol=1e-6)
+
+def test_argmin_gradient_equals_full_autograd():
+  model, (origin, direction) = tiny_model(), rays(views=2)
+  latent, target = Tensor.randn(2, 8), Tensor.rand(2, 256).round()
+  def grads(sdf_of):
+    params = nn.state.get_parameters(model.decoder) + [latent]
+    loss = (-sdf_of(lambda p: model.decoder(latent, p)) / 0.05).binary_crossentropy_logits(target)
+    return [g.numpy() for g in loss.gradient(*params)]
+  fast = grads(lambda f: render.min_sdf(f, origin, direction, 12))
+  full = grads(lambda f: f(render.sample_points(origin, direction, 12)).min(-1))
+  for a, b in zip(fast, full): np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+def test_gradient_matches_finite_differences():
+  model, (origin, direction) = tiny_model(), rays(views=1)
+  latent = np.random.default_rng(0).normal(size=(1, 8)).astype(np.float32)
+  loss = lambda z: render.silhouette(render.min_sdf(lambda p: model.decoder(z, p), origin, direction, 16), 0.1).mean()
+  z = Tensor(latent)
+  analytic = loss(z).gradient(z)[0].numpy()[0]
+  eps = 1e-2
+  for i in range(8):
+    up, down = latent.copy(), latent.copy()
+    up[0, i] += eps; down[0, i] -= eps
+    numeric = (loss(Tensor(up)).item() - loss(Tensor(down)).item()) / (2 * eps)
+    np.testing.assert_allclose(analytic[i], numeric, rtol=5e-2, atol=2e-4)
+
+# *** model ***
+
+def test_model_shapes():
+  model = tiny_model(res=32)
+  image = Tensor.rand(3, 3, 32, 32)
+  assert image.sequential(model.encoder.layers[:8]).shape == (3, 256, 2, 2)
+  latent = model.encoder(image)
+  assert latent.shape == (3, 8)
+  assert model.decoder(latent, Tensor.rand(3, 5, 7, 3)).shape == (3, 5, 7)
+  assert model.decoder(latent, Tensor.rand(3, 5, 3)).shape == (3, 5)
+
+def test_latent_precompute_equals_concatenation():
+  model, latent, point = tiny_model(), Tensor.randn(2, 8), Tensor.randn(2, 5, 3)
+  for layer in model.decoder.layers: layer.weight = Tensor.randn(*layer.weight.shape) * 0.3   # latent columns non-zero too
+  np.testing.assert_allclose(model.decoder(latent, point).numpy(), bench.ConcatDecoder(model.decoder)(latent, point).numpy(), rtol=1e-4, atol=1e-5)
+
+def test_decoder_starts_as_sphere():
+  Tensor.manual_seed(0)
+  model = SDFSRN(16)   # full width: geometric initialisation is a statement about the real decoder
+  point = Tensor.uniform(2, 4000, 3, low=-1, high=1)
+  sdf, truth = model.decoder(Tensor.randn(2, 128), point).numpy(), np.linalg.norm(point.numpy(), axis=-1) - 0.5
+  assert ((sdf < 0) == (truth < 0)).mean() > 0.8 and np.abs(sdf - truth).mean() < 0.3
+  centre, far = model.decoder(Tensor.randn(2, 128), Tensor.zeros(2, 1, 3)).numpy(), sdf[truth > 0.35]
+  assert (centre < 0).all() and (far > 0).mean() > 0.95
+
+def test_every_parameter_gets_a_gradient():
+  # the decoder's latent columns start at zero (geometric initialisation), so the encoder's gradient is zero on the
+  # very first step and flows from the second: every parameter must have moved after two
+  model, _, step = tiny_step()
+  before = [p.numpy().copy() for p in nn.state.get_parameters(model)]
+  for _ in range(2): step(Tensor(np.arange(3, dtype=np.int32)), Tensor(np.zeros((3, 16), np.int32)), Tensor([0.05])).item()
+  for p, old in zip(nn.state.get_parameters(model), before): assert np.abs(p.numpy() - old).max() > 0, p.shape
+
+# *** train ***
+
+def tiny_step(samples=8):
+  data = shapes.make_dataset(3, 16, 0)
+  origin, direction = train.view_rays(data["poses"], 16)
+  model = tiny_model()
+  opt = nn.optim.Adam(nn.state.get_parameters(model), lr=3e-3)
+  return model, opt, train.make_step(model, opt, Tensor(data["images"]), Tensor(origin), Tensor(train.to_blocks(direction.reshape(3, 16, 16, 3), 16)),
+                                     Tensor(train.to_blocks(data["silhouettes"], 16)), samples)
+
+def test_to_blocks_groups_pixels_of_a_block():
+  x = np.arange(64).reshape(1, 8, 8)
+  assert train.to_blocks(x, 8)[0, 1].tolist() == [4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31]
+
+def test_jitted_step_lowers_loss():
+  _, _, step = tiny_step()
+  rng = np.random.default_rng(0)
+  shape, t = Tensor(np.arange(3, dtype=np.int32)), Tensor([0.05])
+  losses = [step(shape, Tensor(rng.integers(0, 16, (3, 16), dtype=np.int32)), t).item() for _ in range(12)]   # replay from call 3
+  assert np.mean(losses[-3:]) < losses[0]
+
+def test_checkpoint_round_trip(tmp_path):
+  model, opt, step = tiny_step()
+  step(Tensor(np.arange(3, dtype=np.int32)), Tensor(np.zeros((3, 16), np.int32)), Tensor([0.05]))
+  path = str(tmp_path / "model.safetensors")
+  train.save_checkpoint(path, model, opt, 7, dict(a=1), [0.5])
+  fresh = tiny_model(seed=1)
+  fresh_opt = nn.optim.Adam(nn.state.get_parameters(fresh), lr=3e-3)
+  assert train.load_checkpoint(path, fresh, fresh_opt) == (7, dict(a=1), [0.5])
+  for a, b in zip(nn.state.get_parameters(model) + opt.m + opt.v, nn.state.get_parameters(fresh) + fresh_opt.m + fresh_opt.v):
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+  assert not os.path.exists(path + ".tmp")
+
+def run_train(*flags, cwd=ROOT):
+  return subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), *flags], capture_output=True, text=True, cwd=cwd, timeout=600)
+
+def test_help():
+  out = run_train("--help")
+  assert out.returncode == 0 and all(f in out.stdout for f in ("--epochs", "--shapes", "--res", "--samples", "--seed", "--out", "--resume", "--eval"))
+
+def test_tiny_end_to_end_run(tmp_path):
+  out = run_train("--epochs", "2", "--shapes", "3", "--res", "16", "--samples", "6", "--out", str(tmp_path))
+  assert out.returncode == 0, out.stderr[-2000:]
+  metrics = json.load(open(tmp_path / "metrics.json"))
+  for k in ("train_mse", "train_iou", "novel_iou", "epochs", "wall_seconds", "device"): assert k in metrics
+  assert metrics["epochs"] == 2 and 0 <= metrics["train_iou"] <= 1
+  for f in ("model.safetensors", "triptych_0002.png", "novel_views.png"): assert (tmp_path / f).stat().st_size > 0
+  evaluated = run_train("--eval", str(tmp_path / "model.safetensors"))
+  assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+  assert json.loads(evaluated.stdout.strip().splitlines()[-1])["train_iou"] == pytest.approx(metrics["train_iou"])
