@@ -6,7 +6,7 @@ import os
 # DEV=... before tinygrad is imported (CLANG became the CPU device).
 for old, new in (("METAL", "METAL"), ("CUDA", "CUDA"), ("NV", "NV"), ("AMD", "AMD"), ("CPU", "CPU"), ("CLANG", "CPU")):
   if os.environ.pop(old, "") == "1": os.environ.setdefault("DEV", new)
-import argparse, json, math, sys, time
+import argparse, json, math, signal, sys, time
 import numpy as np
 from PIL import Image
 from tinygrad import Tensor, TinyJit, Device, Context, nn
@@ -159,6 +159,7 @@ def batches(rng:np.random.Generator, shapes:int, res:int) -> list[tuple[Tensor, 
           for i in range(shapes // batch)]
 
 def train(args):
+  start = time.perf_counter()
   data = shapes.make_dataset(args.shapes, args.res, args.seed)
   Tensor.manual_seed(args.seed)
   model = SDFSRN(args.res)
@@ -166,25 +167,28 @@ def train(args):
   step = make_step(model, opt, *device_data(data), args.samples)
   checkpoint, first, history = os.path.join(args.out, "model.safetensors"), 0, []
   if args.resume:
+    if not os.path.isfile(checkpoint): fail(f"nothing to resume: no {checkpoint}")
     first, saved, history = load_checkpoint(checkpoint, model, opt)
     if saved != config(args): fail(f"{checkpoint} was trained with {saved}, not {config(args)}")
     print(f"resuming {checkpoint} after epoch {first}")
-  start, epoch = time.perf_counter(), first
-  try:
-    for epoch in (bar := tqdm(range(first, args.epochs), desc="train", total=args.epochs - first)):
-      t = Tensor([temperature(epoch, args.epochs)])
-      # a generator per epoch: a resumed run draws exactly what a straight run does
-      losses = [step(shape, pick, t) for shape, pick in batches(np.random.default_rng([args.seed, epoch]), args.shapes, args.res)]
-      history.append(sum(l.item() for l in losses) / len(losses))
-      bar.set_description(f"loss {history[-1]:.4f} T {t.item():.3f}")
-      if not math.isfinite(history[-1]):
-        fail(f"loss became {history[-1]} in epoch {epoch + 1}; the last good checkpoint ({checkpoint}) is untouched")
-      if (epoch + 1) % FIGURE_EVERY == 0 or epoch + 1 == args.epochs:
-        save_checkpoint(checkpoint, model, opt, epoch + 1, config(args), history)
-        triptych(model, data, args.samples, os.path.join(args.out, f"triptych_{epoch + 1:04d}.png"))
-  except KeyboardInterrupt:
-    save_checkpoint(checkpoint, model, opt, epoch, config(args), history[:epoch - first])
-    sys.exit(f"\ninterrupted: saved epoch {epoch} to {checkpoint}; continue with: python train.py --resume --out {args.out} (and the same flags)")
+  # Ctrl-C lets the epoch in progress finish, so the checkpoint holds a whole number of epochs and --resume continues
+  # exactly where a straight run would be
+  interrupted = []
+  signal.signal(signal.SIGINT, lambda *_: interrupted.append(print("\nfinishing this epoch, then saving...")))
+  for epoch in (bar := tqdm(range(first, args.epochs), desc="train", total=args.epochs - first)):
+    t = Tensor([temperature(epoch, args.epochs)])
+    # a generator per epoch: a resumed run draws exactly what a straight run does
+    losses = [step(shape, pick, t) for shape, pick in batches(np.random.default_rng([args.seed, epoch]), args.shapes, args.res)]
+    history.append(sum(l.item() for l in losses) / len(losses))
+    bar.set_description(f"loss {history[-1]:.4f} T {t.item():.3f}")
+    if not math.isfinite(history[-1]):
+      fail(f"loss became {history[-1]} in epoch {epoch + 1}; the last good checkpoint ({checkpoint}) is untouched")
+    if (epoch + 1) % FIGURE_EVERY == 0 or epoch + 1 == args.epochs or interrupted:
+      save_checkpoint(checkpoint, model, opt, epoch + 1, config(args), history)
+    if interrupted: sys.exit(f"interrupted: saved epoch {epoch + 1} to {checkpoint}; continue with the same flags and --resume")
+    if (epoch + 1) % FIGURE_EVERY == 0 or epoch + 1 == args.epochs:
+      triptych(model, data, args.samples, os.path.join(args.out, f"triptych_{epoch + 1:04d}.png"))
+  signal.signal(signal.SIGINT, signal.default_int_handler)
   metrics, _, novel_sdf = evaluate(model, data, args.samples)
   metrics.update(epochs=args.epochs, wall_seconds=round(time.perf_counter() - start, 1), device=Device.DEFAULT, loss_history=history)
   novel_grid(data, novel_sdf, os.path.join(args.out, "novel_views.png"))

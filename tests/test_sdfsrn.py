@@ -198,3 +198,11 @@ def test_tiny_end_to_end_run(tmp_path):
   evaluated = run_train("--eval", str(tmp_path / "model.safetensors"))
   assert evaluated.returncode == 0, evaluated.stderr[-2000:]
   assert json.loads(evaluated.stdout.strip().splitlines()[-1])["train_iou"] == pytest.approx(metrics["train_iou"])
+
+@pytest.mark.parametrize("flags", [["--epochs", "-1"], ["--shapes", "0"], ["--res", "20"], ["--samples", "x"], ["--bogus"],
+                                   ["--eval", "missing.safetensors"], ["--eval", "junk.safetensors"]])
+def test_bad_input_is_one_clear_line(flags, tmp_path):
+  (tmp_path / "junk.safetensors").write_bytes(b"not a checkpoint at all")
+  out = run_train(*flags, "--out", str(tmp_path / "out"), cwd=tmp_path)
+  assert out.returncode != 0 and "Traceback" not in out.stderr and "error:" in out.stderr.strip().splitlines()[-1]
+  assert sum("error" in line for line in out.stderr.splitlines()) == 1 and not (tmp_path / "out").exists()
