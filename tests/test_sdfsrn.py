@@ -1,8 +1,9 @@
 # Tests for Mini SDF-SRN: analytic answers for data and renderer, gradients against full autograd and finite
 # differences, the shapes the comments claim, and tiny end-to-end runs. Sizes are tiny so the suite runs in minutes on 2 cores.
-import json, os, subprocess, sys
+import json, os, signal, subprocess, sys
 import numpy as np
 import pytest
+from PIL import Image
 from tinygrad import Tensor, nn
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -148,6 +149,29 @@ def test_every_parameter_gets_a_gradient():
   for _ in range(2): step(Tensor(np.arange(3, dtype=np.int32)), Tensor(np.zeros((3, 16), np.int32)), Tensor([0.05])).item()
   for p, old in zip(nn.state.get_parameters(model), before): assert np.abs(p.numpy() - old).max() > 0, p.shape
 
+# *** 3-D evaluation ***
+
+def test_sphere_mesh_is_closed_outward_and_has_the_radius():
+  vertices, faces = train.surface_nets(np.linalg.norm(train.grid_points(), axis=-1) - 0.5)
+  np.testing.assert_allclose(np.linalg.norm(vertices, axis=-1), 0.5, atol=0.005)
+  directed = {tuple(e) for e in np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])}
+  assert len(directed) == 3 * len(faces) and all((b, a) in directed for a, b in directed)   # every edge in two faces, opposite ways
+  v0, v1, v2 = (vertices[faces[:, i]] for i in range(3))
+  np.testing.assert_allclose(np.einsum("ij,ij->", v0, np.cross(v1, v2)) / 6, 4 / 3 * np.pi * 0.5 ** 3, rtol=0.01)   # outward
+
+def test_obj_round_trip(tmp_path):
+  vertices, faces = train.surface_nets(np.linalg.norm(train.grid_points(), axis=-1) - 0.3)
+  train.save_obj(str(tmp_path / "s.obj"), vertices, faces)
+  lines = open(tmp_path / "s.obj").read().split("\n")
+  assert sum(l.startswith("v ") for l in lines) == len(vertices) and sum(l.startswith("f ") for l in lines) == len(faces)
+
+def test_3d_metrics_of_the_true_shape_beat_the_sphere_baseline():
+  data = shapes.make_dataset(3, 16, 0)
+  truth = np.stack([shapes.shape_sdf(s, train.grid_points()) for s in data["shapes"][1:2]])           # the box
+  predicted, baseline, _ = train.evaluate_3d(truth, data["shapes"][1:2], 0)
+  assert predicted["volume_iou"] == 1 and predicted["chamfer_l1"] < 0.01 and predicted["fscore_0.02"] > 0.95
+  assert baseline["volume_iou"] < 0.95 and baseline["chamfer_l1"] > predicted["chamfer_l1"]
+
 # *** train ***
 
 def tiny_step(samples=8):
@@ -188,16 +212,36 @@ def test_help():
   out = run_train("--help")
   assert out.returncode == 0 and all(f in out.stdout for f in ("--epochs", "--shapes", "--res", "--samples", "--seed", "--out", "--resume", "--eval"))
 
-def test_tiny_end_to_end_run(tmp_path):
-  out = run_train("--epochs", "2", "--shapes", "3", "--res", "16", "--samples", "6", "--out", str(tmp_path))
-  assert out.returncode == 0, out.stderr[-2000:]
-  metrics = json.load(open(tmp_path / "metrics.json"))
-  for k in ("train_mse", "train_iou", "novel_iou", "epochs", "wall_seconds", "device"): assert k in metrics
-  assert metrics["epochs"] == 2 and 0 <= metrics["train_iou"] <= 1
-  for f in ("model.safetensors", "triptych_0002.png", "novel_views.png"): assert (tmp_path / f).stat().st_size > 0
-  evaluated = run_train("--eval", str(tmp_path / "model.safetensors"))
+TINY = ["--shapes", "3", "--res", "16", "--samples", "6"]
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+  out = tmp_path_factory.mktemp("tiny")
+  run = run_train("--epochs", "2", *TINY, "--out", str(out))
+  assert run.returncode == 0, run.stderr[-2000:]
+  return out
+
+def test_tiny_end_to_end_run(tiny_run):
+  metrics = json.load(open(tiny_run / "metrics.json"))
+  for k in ("train_mse", "train_iou", "novel_iou", "epochs", "wall_seconds", "device", "novel_iou_box", "held_out_novel_iou",
+            "volume_iou", "chamfer_l1", "fscore_0.02", "fscore_0.05", "sphere_baseline_volume_iou"): assert k in metrics
+  assert metrics["epochs"] == 2 and 0 <= metrics["train_iou"] <= 1 and len(metrics["loss_history"]) == 2
+  for f in ("model.safetensors", "triptych_0002.png", "novel_views.png", "turntable.gif", "loss_curve.png"): assert (tiny_run / f).stat().st_size > 0
+  assert Image.open(tiny_run / "turntable.gif").n_frames == train.TURNTABLE_FRAMES
+
+def test_eval_reproduces_metrics(tiny_run):
+  evaluated = run_train("--eval", str(tiny_run / "model.safetensors"))
   assert evaluated.returncode == 0, evaluated.stderr[-2000:]
-  assert json.loads(evaluated.stdout.strip().splitlines()[-1])["train_iou"] == pytest.approx(metrics["train_iou"])
+  assert json.loads(evaluated.stdout.strip().splitlines()[-1])["train_iou"] == pytest.approx(json.load(open(tiny_run / "metrics.json"))["train_iou"])
+
+def test_reconstruct_user_image(tiny_run, tmp_path):
+  Image.new("L", (100, 70), 128).save(tmp_path / "photo.png")                                     # another size and mode
+  out = run_train("--eval", str(tiny_run / "model.safetensors"), "--image", str(tmp_path / "photo.png"), "--out", str(tmp_path / "rec"))
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert Image.open(tmp_path / "rec" / "photo_views.png").size[0] > 0
+  (tmp_path / "notes.png").write_text("not an image")
+  bad = run_train("--eval", str(tiny_run / "model.safetensors"), "--image", str(tmp_path / "notes.png"), "--out", str(tmp_path / "rec2"))
+  assert bad.returncode != 0 and "Traceback" not in bad.stderr and "not" in bad.stderr.splitlines()[-1] and not (tmp_path / "rec2").exists()
 
 @pytest.mark.parametrize("flags", [["--epochs", "-1"], ["--shapes", "0"], ["--res", "20"], ["--samples", "x"], ["--bogus"],
                                    ["--eval", "missing.safetensors"], ["--eval", "junk.safetensors"]])
@@ -206,3 +250,36 @@ def test_bad_input_is_one_clear_line(flags, tmp_path):
   out = run_train(*flags, "--out", str(tmp_path / "out"), cwd=tmp_path)
   assert out.returncode != 0 and "Traceback" not in out.stderr and "error:" in out.stderr.strip().splitlines()[-1]
   assert sum("error" in line for line in out.stderr.splitlines()) == 1 and not (tmp_path / "out").exists()
+
+# *** robustness: determinism, interrupt and resume, numeric failure ***
+
+def history(out_dir) -> list[float]: return json.load(open(os.path.join(out_dir, "metrics.json")))["loss_history"]
+
+def test_interrupt_then_resume_equals_straight_run(tmp_path):
+  straight, broken = str(tmp_path / "straight"), str(tmp_path / "broken")
+  assert run_train("--epochs", "4", *TINY, "--out", straight).returncode == 0
+  proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "train.py"), "--epochs", "4", *TINY, "--out", broken],
+                          stderr=subprocess.PIPE, text=True, cwd=ROOT)
+  seen = ""
+  while "1/4" not in seen: seen += proc.stderr.read(1)    # the progress bar reached epoch 1: interrupt during epoch 2
+  proc.send_signal(signal.SIGINT)
+  err = seen + proc.stderr.read()
+  assert proc.wait() != 0 and "--resume" in err and "Traceback" not in err
+  saved = json.loads(nn.state.safe_load_metadata(os.path.join(broken, "model.safetensors"))[2]["__metadata__"]["history"])
+  assert 1 <= len(saved) < 4 and saved == history(straight)[:len(saved)]   # whole epochs; same seed, same curve (determinism)
+  resumed = run_train("--epochs", "4", *TINY, "--out", broken, "--resume")
+  assert resumed.returncode == 0 and "resuming" in resumed.stdout, resumed.stderr[-2000:]
+  np.testing.assert_allclose(history(broken), history(straight), rtol=1e-6)
+  for k in ("train_mse", "train_iou", "novel_iou"):
+    assert json.load(open(os.path.join(broken, "metrics.json")))[k] == pytest.approx(json.load(open(os.path.join(straight, "metrics.json")))[k], rel=1e-5)
+
+def test_nan_loss_stops_and_keeps_checkpoint(tiny_run, tmp_path):
+  path = str(tmp_path / "model.safetensors")
+  state, meta = nn.state.safe_load(str(tiny_run / "model.safetensors")), nn.state.safe_load_metadata(str(tiny_run / "model.safetensors"))[2]["__metadata__"]
+  state = {k: v.to("CPU").realize() for k, v in state.items()}
+  state["model.decoder.layers.4.bias"] = Tensor([float("nan")])                     # poison, and pretend epoch 2 is left
+  nn.state.safe_save(state, path, metadata=meta | dict(epoch="1"))
+  before = open(path, "rb").read()
+  out = run_train("--epochs", "2", *TINY, "--out", str(tmp_path), "--resume")
+  assert out.returncode != 0 and "nan" in out.stderr.splitlines()[-1] and "epoch 2" in out.stderr and "Traceback" not in out.stderr
+  assert open(path, "rb").read() == before
