@@ -309,7 +309,8 @@ def train(args):
   checkpoint, first, history = os.path.join(args.out, "model.safetensors"), 0, []
   if args.resume:
     if not os.path.isfile(checkpoint): fail(f"nothing to resume: no {checkpoint}")
-    first, saved, history = load_checkpoint(checkpoint, model, opt)
+    try: first, saved, history = load_checkpoint(checkpoint, model, opt)
+    except Exception as e: fail(f"cannot resume from {checkpoint}: {type(e).__name__}: {e}")
     if saved != config(args): fail(f"{checkpoint} was trained with {saved}, not {config(args)}")
     print(f"resuming {checkpoint} after epoch {first}")
   # Ctrl-C lets the epoch in progress finish, so the checkpoint holds a whole number of epochs and --resume continues

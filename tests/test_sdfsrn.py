@@ -283,3 +283,20 @@ def test_nan_loss_stops_and_keeps_checkpoint(tiny_run, tmp_path):
   out = run_train("--epochs", "2", *TINY, "--out", str(tmp_path), "--resume")
   assert out.returncode != 0 and "nan" in out.stderr.splitlines()[-1] and "epoch 2" in out.stderr and "Traceback" not in out.stderr
   assert open(path, "rb").read() == before
+
+def one_clear_line(out) -> bool:
+  return out.returncode != 0 and "Traceback" not in out.stderr and out.stderr.strip().splitlines()[-1].startswith("error:")
+
+def test_unknown_device_and_unwritable_output(tmp_path):
+  assert one_clear_line(subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), "--out", str(tmp_path / "o")], capture_output=True,
+                                       text=True, env=os.environ | dict(DEV="NOSUCHDEVICE")))
+  (tmp_path / "file").write_text("")
+  assert one_clear_line(run_train("--epochs", "1", *TINY, "--out", str(tmp_path / "file" / "out")))
+
+def test_resume_refuses_truncated_and_foreign_checkpoints(tiny_run, tmp_path):
+  whole = open(tiny_run / "model.safetensors", "rb").read()
+  (tmp_path / "model.safetensors").write_bytes(whole[:len(whole) // 2])                              # killed mid-copy
+  assert one_clear_line(run_train("--epochs", "2", *TINY, "--out", str(tmp_path), "--resume"))
+  (tmp_path / "model.safetensors").write_bytes(whole)                                                # another configuration
+  assert one_clear_line(run_train("--epochs", "2", "--shapes", "6", "--res", "16", "--samples", "6", "--out", str(tmp_path), "--resume"))
+  assert open(tmp_path / "model.safetensors", "rb").read() == whole                                  # overwrote nothing
