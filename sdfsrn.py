@@ -1,6 +1,6 @@
 # The Mini SDF-SRN model: a CNN encoder maps one image to a latent code, and a shared DeepSDF-style decoder (Park et
 # al. 2019) maps [latent, xyz] to a signed distance. Trained only through the silhouettes of render.py (see train.py).
-# Leaves out SDF-SRN's colour network, its hypernetwork-style decoder and its camera estimation.
+# Leaves out SDF-SRN's hypernetwork (its encoder emits decoder weights), its learned LSTM ray marcher and its colour branch.
 import math
 from tinygrad import Tensor, nn
 
@@ -42,6 +42,8 @@ class Decoder:
     """SDF [B,...] at points [B,...,3] of shape latent [B,L]."""
     first, second, skip, fourth, last = self.layers
     L, C = self.latent, self.width
+    # .contiguous() before each matrix product: otherwise tinygrad fuses two of them into one kernel that recomputes
+    # the first for every output of the second (measured 2x slower on the CPU)
     latent = latent.reshape(latent.shape[0], *[1] * (point.ndim - 2), L)                       # [B,1..,L]
     x = point.linear(first.weight[:, L:].T, latent.linear(first.weight[:, :L].T, first.bias)).relu()   # [B,...,C]
     x = second(x.contiguous()).relu()                                                              # [B,...,C]

@@ -71,7 +71,7 @@ def silhouette_metrics(model:SDFSRN, data:dict, samples:int) -> tuple[dict, np.n
   latent = model.encoder(Tensor(data["images"])).numpy()                                                     # [S,L]
   train_sdf = render_views(model, latent, *view_rays(data["poses"], res), samples)                          # [S,P]
   novel_sdf = render_views(model, latent.repeat(V, 0), *view_rays(data["novel_poses"], res), samples).reshape(S, V, -1)
-  soft = 1 / (1 + np.exp(np.clip(train_sdf / T_END, -60, 60)))
+  soft = render.silhouette(Tensor(train_sdf), T_END).numpy()                                                # [S,P]
   truth, novel_truth = data["silhouettes"].reshape(S, -1), data["novel_silhouettes"].reshape(S, V, -1)
   metrics = dict(train_mse=float(((soft - truth) ** 2).mean()), train_iou=iou(train_sdf < 0, truth),
                  novel_iou=iou((novel_sdf < 0).reshape(S * V, -1), novel_truth.reshape(S * V, -1)))
