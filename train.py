@@ -185,14 +185,14 @@ def save_obj(path:str, vertices:np.ndarray, faces:np.ndarray):
 
 # *** figures ***
 
-def save_png(rows:list[list[np.ndarray]], path:str, scale:int=2):
+def tile(rows:list[list[np.ndarray]], scale:int=2) -> Image.Image:
   """Tile [H,W] gray or [H,W,3] colour images in [0,1] into a grid with 2-pixel gutters."""
   rgb = lambda x: np.repeat(x[..., None], 3, -1) if x.ndim == 2 else x
   h, w = rows[0][0].shape[:2]
   grid = np.ones(((h + 2) * len(rows), (w + 2) * max(len(r) for r in rows), 3), np.float32)
   for i, row in enumerate(rows):
     for j, x in enumerate(row): grid[i * (h + 2):i * (h + 2) + h, j * (w + 2):j * (w + 2) + w] = rgb(x)
-  Image.fromarray((grid.clip(0, 1) * 255).astype(np.uint8)).resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.NEAREST).save(path)
+  return Image.fromarray((grid.clip(0, 1) * 255).astype(np.uint8)).resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.NEAREST)
 
 def difference(pred:np.ndarray, truth:np.ndarray) -> np.ndarray:
   """Red: predicted but not there; blue: there but missed; white: agreement."""
@@ -206,14 +206,14 @@ def triptych(model:SDFSRN, data:dict, samples:int, path:str):
   for s in range(n):
     pred, truth = (train_sdf[s] < 0).reshape(res, res).astype(np.float32), data["silhouettes"][s]
     rows.append([data["images"][s].transpose(1, 2, 0), truth, pred, difference(pred, truth)])
-  save_png(rows, path)
+  tile(rows).save(path)
 
 def novel_grid(data:dict, novel_sdf:np.ndarray, path:str):
   res, rows = data["images"].shape[-1], []
   for s in range(len(novel_sdf)):
     pairs = [[data["novel_silhouettes"][s, v], (novel_sdf[s, v] < 0).reshape(res, res).astype(np.float32)] for v in range(novel_sdf.shape[1])]
     rows.append([data["images"][s].transpose(1, 2, 0)] + [x for pair in pairs for x in pair])
-  save_png(rows, path, scale=1)
+  tile(rows, scale=1).save(path)
 
 def turntable(model:SDFSRN, data:dict, samples:int, path:str):
   """GIF of the first shape of each family spinning at 20 degrees elevation: ground truth beside prediction."""
@@ -222,12 +222,8 @@ def turntable(model:SDFSRN, data:dict, samples:int, path:str):
   poses = np.stack([np.stack([azimuth, np.full_like(azimuth, 20.0)], 1)] * len(first))                     # [F,T,2]
   latent = model.encoder(Tensor(data["images"][first])).numpy().repeat(TURNTABLE_FRAMES, 0)
   pred = (render_views(model, latent, *view_rays(poses, res), samples) < 0).reshape(len(first), TURNTABLE_FRAMES, res, res)
-  frames = []
-  for t in range(TURNTABLE_FRAMES):
-    row = [x for k, s in enumerate(first) for x in (shapes.render_view(data["shapes"][s], *poses[k, t], res)[1], pred[k, t].astype(np.float32))]
-    save_png([row], path + ".png")
-    frames.append(Image.open(path + ".png").copy())
-  os.remove(path + ".png")
+  frames = [tile([[x for k, s in enumerate(first) for x in (shapes.render_view(data["shapes"][s], *poses[k, t], res)[1], pred[k, t].astype(np.float32))]])
+            for t in range(TURNTABLE_FRAMES)]
   frames[0].save(path, save_all=True, append_images=frames[1:], duration=80, loop=0)
 
 def loss_curve(history:list[float], metrics:dict, path:str, size=(640, 360), margin=50):
@@ -367,7 +363,7 @@ def reconstruct(path:str, image_path:str, out:str):
   latent, poses = model.encoder(Tensor(pixels)).numpy(), shapes.novel_poses(-30.0)                         # azimuths 0, 60, ...
   sdf = render_views(model, latent.repeat(len(poses), 0), *view_rays(poses, cfg["res"]), cfg["samples"])  # [V,P]
   name = os.path.splitext(os.path.basename(image_path))[0]
-  save_png([[pixels[0].transpose(1, 2, 0)] + [(x < 0).reshape(cfg["res"], cfg["res"]).astype(np.float32) for x in sdf]], os.path.join(out, f"{name}_views.png"))
+  tile([[pixels[0].transpose(1, 2, 0)] + [(x < 0).reshape(cfg["res"], cfg["res"]).astype(np.float32) for x in sdf]]).save(os.path.join(out, f"{name}_views.png"))
   grid = predicted_grids(model, latent)[0]
   if (grid < 0).any() and (grid >= 0).any(): save_obj(os.path.join(out, f"{name}.obj"), *surface_nets(grid))
   print(f"wrote {os.path.join(out, name)}_views.png" + (f" and {name}.obj" if (grid < 0).any() and (grid >= 0).any() else " (the predicted shape is empty: no mesh)"))
