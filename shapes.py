@@ -64,17 +64,17 @@ def surface_points(shape:dict, n:int, rng:np.random.Generator) -> np.ndarray:
   """n points [n,3] uniform by area on the true surface. Box: a face chosen by area, then a uniform point on it.
   Sphere and ellipsoid: size * (uniform direction), kept with probability proportional to the area it stands for."""
   a = shape["size"]
+  pair = a.prod() / a                                                                   # [3] a1*a2, a0*a2, a0*a1
   if shape["family"] == "box":
-    area = np.array([a[1] * a[2], a[0] * a[2], a[0] * a[1]])                          # [3] face area for each normal axis
-    axis = rng.choice(3, size=n, p=area / area.sum())                                  # [n]
+    axis = rng.choice(3, size=n, p=pair / pair.sum())                                  # [n] faces by area
     local = rng.uniform(-1, 1, (n, 3)) * a
     local[np.arange(n), axis] = a[axis] * rng.choice([-1.0, 1.0], size=n)
   else:
     local = np.zeros((0, 3))
     while len(local) < n:
       u = rng.normal(size=(2 * n, 3)); u /= np.linalg.norm(u, axis=-1, keepdims=True)
-      stretch = np.linalg.norm(u * np.array([a[1] * a[2], a[0] * a[2], a[0] * a[1]]), axis=-1)   # area element of x = a*u
-      local = np.concatenate([local, (a * u)[rng.uniform(0, a.prod() / a.min(), 2 * n) <= stretch]])   # max area element
+      stretch = np.linalg.norm(u * pair, axis=-1)                                     # area element of x = a*u
+      local = np.concatenate([local, (a * u)[rng.uniform(0, pair.max(), 2 * n) <= stretch]])
     local = local[:n]
   return local @ shape["rotation"].T
 

@@ -66,7 +66,8 @@ def iou(mask:np.ndarray, truth:np.ndarray) -> float:
   return float(np.where(union > 0, inter / np.maximum(union, 1), 1.0).mean())
 
 def silhouette_metrics(model:SDFSRN, data:dict, samples:int) -> tuple[dict, np.ndarray, np.ndarray]:
-  """Training-view MSE (soft silhouette at T_END) and IoU, novel-view IoU, all and per family; the min_sdf of both sets."""
+  """Training-view MSE (soft silhouette at T_END) and IoU, novel-view IoU, all and per family; the latents [S,L] and the
+  novel views' min_sdf [S,V,P]."""
   S, V, res = len(data["images"]), data["novel_poses"].shape[1], data["images"].shape[-1]
   latent = model.encoder(Tensor(data["images"])).numpy()                                                     # [S,L]
   train_sdf = render_views(model, latent, *view_rays(data["poses"], res), samples)                          # [S,P]
@@ -78,16 +79,16 @@ def silhouette_metrics(model:SDFSRN, data:dict, samples:int) -> tuple[dict, np.n
   for family in shapes.FAMILIES:
     mine = np.array([s["family"] == family for s in data["shapes"]])
     if mine.any(): metrics[f"novel_iou_{family}"] = iou((novel_sdf[mine] < 0).reshape(-1, res * res), novel_truth[mine].reshape(-1, res * res))
-  return metrics, train_sdf, novel_sdf
+  return metrics, latent, novel_sdf
 
 def evaluate(model:SDFSRN, data:dict, samples:int, seed:int) -> tuple[dict, np.ndarray, list]:
   """Everything in metrics.json: silhouettes of the training shapes, of HELD_OUT shapes never trained on (drawn with
   another seed, seen once through their input image), and the 3-D metrics against the analytic shapes."""
-  metrics, _, novel_sdf = silhouette_metrics(model, data, samples)
+  metrics, latent, novel_sdf = silhouette_metrics(model, data, samples)
   held_out = silhouette_metrics(model, shapes.make_dataset(HELD_OUT, data["images"].shape[-1], seed + 1), samples)[0]
   metrics |= dict(novel_minus_train_iou=metrics["novel_iou"] - metrics["train_iou"], held_out_shapes=HELD_OUT,
                   held_out_train_iou=held_out["train_iou"], held_out_novel_iou=held_out["novel_iou"])
-  predicted, baseline, meshes = evaluate_3d(predicted_grids(model, model.encoder(Tensor(data["images"])).numpy()), data["shapes"], seed)
+  predicted, baseline, meshes = evaluate_3d(predicted_grids(model, latent), data["shapes"], seed)
   return metrics | predicted | {f"sphere_baseline_{k}": v for k, v in baseline.items()}, novel_sdf, meshes
 
 # *** 3-D evaluation: the shapes are analytic, so the true surface is known exactly ***
@@ -168,7 +169,7 @@ def evaluate_3d(pred_grid:np.ndarray, shape_list:list[dict], seed:int) -> tuple[
     truth = shapes.shape_sdf(shape, grid) < 0                                                        # [G,G,G]
     vol_iou = lambda mask: float((mask & truth).sum() / max((mask | truth).sum(), 1))
     true_points = shapes.surface_points(shape, SURFACE_POINTS, rng)                                 # [n,3]
-    meshes.append(surface_nets(sdf) if (sdf < 0).any() and (sdf >= 0).any() else (np.zeros((0, 3), np.float32), np.zeros((0, 3), int)))
+    meshes.append(surface_nets(sdf))                                                                 # empty if no sign change
     if len(meshes[-1][1]):
       points = mesh_points(*meshes[-1], 4 * SURFACE_POINTS, rng)
       rows.append(dict(volume_iou=vol_iou(sdf < 0)) | surface_metrics(np.abs(shapes.shape_sdf(shape, points)), nearest(true_points, points)))
@@ -288,11 +289,11 @@ def device_data(data:dict) -> tuple[Tensor, Tensor, Tensor, Tensor]:
   return Tensor(data["images"]).realize(), Tensor(origin).realize(), \
          Tensor(to_blocks(direction.reshape(S, res, res, 3), res)).realize(), Tensor(to_blocks(data["silhouettes"], res)).realize()
 
-def batches(rng:np.random.Generator, shapes:int, res:int) -> list[tuple[Tensor, Tensor]]:
-  """One epoch: every shape once in a random order, batch by batch, with one random pixel per block [B,R]."""
-  order, batch = rng.permutation(shapes), min(BATCH, shapes)
+def batches(rng:np.random.Generator, count:int, res:int) -> list[tuple[Tensor, Tensor]]:
+  """One epoch: each of count shapes once in a random order, batch by batch, with one random pixel per block [B,R]."""
+  order, batch = rng.permutation(count), min(BATCH, count)
   return [(Tensor(order[i * batch:(i + 1) * batch].astype(np.int32)), Tensor(rng.integers(0, BLOCK * BLOCK, (batch, (res // BLOCK) ** 2), dtype=np.int32)))
-          for i in range(shapes // batch)]
+          for i in range(count // batch)]
 
 def train(args):
   start = time.perf_counter()
@@ -364,9 +365,9 @@ def reconstruct(path:str, image_path:str, out:str):
   sdf = render_views(model, latent.repeat(len(poses), 0), *view_rays(poses, cfg["res"]), cfg["samples"])  # [V,P]
   name = os.path.splitext(os.path.basename(image_path))[0]
   tile([[pixels[0].transpose(1, 2, 0)] + [(x < 0).reshape(cfg["res"], cfg["res"]).astype(np.float32) for x in sdf]]).save(os.path.join(out, f"{name}_views.png"))
-  grid = predicted_grids(model, latent)[0]
-  if (grid < 0).any() and (grid >= 0).any(): save_obj(os.path.join(out, f"{name}.obj"), *surface_nets(grid))
-  print(f"wrote {os.path.join(out, name)}_views.png" + (f" and {name}.obj" if (grid < 0).any() and (grid >= 0).any() else " (the predicted shape is empty: no mesh)"))
+  vertices, faces = surface_nets(predicted_grids(model, latent)[0])
+  if len(faces): save_obj(os.path.join(out, f"{name}.obj"), vertices, faces)
+  print(f"wrote {os.path.join(out, name)}_views.png" + (f" and {name}.obj" if len(faces) else " (the predicted surface is empty: no mesh)"))
 
 def fail(message:str): sys.exit(f"error: {message}")
 
