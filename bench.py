@@ -12,14 +12,19 @@ from sdfsrn import SDFSRN
 STEPS = getenv("STEPS", 10)   # timed steps after the three that compile and capture the jit
 
 class ConcatDecoder:
-  """The decoder as DeepSDF writes it: the latent concatenated to every point, then the five layers. Same function."""
-  def __init__(self, decoder): self.layers = decoder.layers
+  """The decoder as DeepSDF writes it: the latent concatenated to every point, then five layers whose first and third
+  read the concatenation. Built from the weights of sdfsrn.Decoder: the same function."""
+  def __init__(self, decoder):
+    first, self.second, skip, self.fourth, self.last = decoder.layers
+    C, (latent_first, latent_skip) = decoder.width, decoder.latent_in.weight.chunk(2)
+    self.first = (latent_first.cat(first.weight, dim=1), first.bias)                                     # [C,L+3]
+    self.skip = (skip.weight.cat(latent_skip, decoder.skip_point.weight, dim=1), skip.bias)              # [C,C+L+3]
   def __call__(self, latent:Tensor, point:Tensor) -> Tensor:
     latent = latent.reshape(latent.shape[0], *[1] * (point.ndim - 2), latent.shape[-1]).expand(*point.shape[:-1], latent.shape[-1])
     x = inputs = latent.cat(point, dim=-1)                                                    # [B,...,L+3]
-    first, second, skip, fourth, last = self.layers
-    x = second(first(x).relu()).relu()
-    return last(fourth(skip(x.cat(inputs, dim=-1)).relu()).relu()).squeeze(-1)              # [B,...]
+    x = self.second(x.linear(self.first[0].T, self.first[1]).relu()).relu()
+    x = x.cat(inputs, dim=-1).linear(self.skip[0].T, self.skip[1]).relu()                    # [B,...,C+L+3] -> [B,...,C]
+    return self.last(self.fourth(x).relu()).squeeze(-1)                                      # [B,...]
 
 def full_min_sdf(sdf_fn, origin:Tensor, direction:Tensor, samples:int) -> Tensor:
   return sdf_fn(render.sample_points(origin, direction, samples)).min(-1)                  # [B,R] autograd through all N

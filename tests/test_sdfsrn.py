@@ -7,7 +7,7 @@ from PIL import Image
 from tinygrad import Tensor, nn
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-import bench, render, shapes, train
+import bench, render, sdfsrn, shapes, train
 from sdfsrn import SDFSRN
 
 def tiny_model(res=16, width=16, seed=0) -> SDFSRN:
@@ -121,15 +121,18 @@ def test_gradient_matches_finite_differences():
 def test_model_shapes():
   model = tiny_model(res=32)
   image = Tensor.rand(3, 3, 32, 32)
-  assert image.sequential(model.encoder.layers[:8]).shape == (3, 256, 2, 2)
   latent = model.encoder(image)
   assert latent.shape == (3, 8)
   assert model.decoder(latent, Tensor.rand(3, 5, 7, 3)).shape == (3, 5, 7)
   assert model.decoder(latent, Tensor.rand(3, 5, 3)).shape == (3, 5)
 
+def test_patch_convolution_equals_conv2d():
+  conv, image = nn.Conv2d(5, 7, 2, stride=2), Tensor.randn(2, 5, 8, 12)
+  np.testing.assert_allclose(sdfsrn.conv2x2(conv, image).numpy(), conv(image).numpy(), rtol=1e-5, atol=1e-6)
+
 def test_latent_precompute_equals_concatenation():
   model, latent, point = tiny_model(), Tensor.randn(2, 8), Tensor.randn(2, 5, 3)
-  for layer in model.decoder.layers: layer.weight = Tensor.randn(*layer.weight.shape) * 0.3   # latent columns non-zero too
+  for p in nn.state.get_parameters(model.decoder): p.assign(Tensor.randn(*p.shape) * 0.3)   # the latent's weights non-zero too
   np.testing.assert_allclose(model.decoder(latent, point).numpy(), bench.ConcatDecoder(model.decoder)(latent, point).numpy(), rtol=1e-4, atol=1e-5)
 
 def test_decoder_starts_as_sphere():
