@@ -19,11 +19,12 @@ def random_rotation(rng:np.random.Generator) -> np.ndarray:
   q = q * np.sign(np.diag(r))                  # QR of a Gaussian matrix is a uniformly random orthogonal matrix ...
   return q if np.linalg.det(q) > 0 else -q     # ... and flipping a det -1 one gives a rotation
 
-def random_shape(family:str, rng:np.random.Generator) -> dict:
+def random_shape(family:str, rng:np.random.Generator, rotate:bool=False) -> dict:
+  """Boxes and ellipsoids sit axis-aligned in a canonical frame, as ShapeNet objects do for SDF-SRN, unless rotate."""
   # sizes keep every point inside the unit sphere: sphere r <= 0.75, box corner <= sqrt(3)*0.5 = 0.87, ellipsoid axes <= 0.75
   if family == "sphere": return dict(family=family, rotation=np.eye(3), size=np.full(3, rng.uniform(0.35, 0.75)))
-  if family == "box": return dict(family=family, rotation=random_rotation(rng), size=rng.uniform(0.2, 0.5, 3))
-  return dict(family=family, rotation=random_rotation(rng), size=rng.uniform(0.2, 0.75, 3))
+  size = rng.uniform(0.2, 0.5 if family == "box" else 0.75, 3)
+  return dict(family=family, rotation=random_rotation(rng) if rotate else np.eye(3), size=size)
 
 def shape_sdf(shape:dict, point:np.ndarray) -> np.ndarray:
   """Signed distance (negative inside) at world points [...,3]. Sphere and box are exact. The ellipsoid is a bound:
@@ -110,10 +111,10 @@ def novel_poses(azimuth:float) -> np.ndarray:
   k = np.arange(NOVEL_VIEWS)
   return np.stack([(azimuth + 30 + 60 * k) % 360, np.where(k % 2 == 0, 20.0, -20.0)], 1)   # [V,2]
 
-def make_dataset(n_shapes:int, res:int, seed:int) -> dict:
+def make_dataset(n_shapes:int, res:int, seed:int, rotate:bool=False) -> dict:
   """n_shapes shapes balanced over the families, one random training view each plus the fixed novel views."""
   rng = np.random.default_rng(seed)
-  shapes = [random_shape(FAMILIES[i % len(FAMILIES)], rng) for i in range(n_shapes)]
+  shapes = [random_shape(FAMILIES[i % len(FAMILIES)], rng, rotate) for i in range(n_shapes)]
   poses = np.stack([rng.uniform(0, 360, n_shapes), rng.uniform(-MAX_ELEVATION, MAX_ELEVATION, n_shapes)], 1)   # [S,2]
   views = [render_view(s, *pose, res) for s, pose in zip(shapes, poses)]
   novel = np.stack([novel_poses(az) for az, _ in poses])                                                        # [S,V,2]

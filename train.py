@@ -18,7 +18,7 @@ from sdfsrn import SDFSRN
 EPOCHS, SHAPES, RES, SAMPLES, SEED = 300, 50, 64, 24, 0
 BATCH = 10
 BLOCK = 4                                  # one random ray in every BLOCKxBLOCK pixel block per step: R = P / BLOCK^2
-LR = 1e-3
+LR = 1e-3                                  # Adam's, held while the temperature anneals, then cosine-decayed towards 0
 T_START, T_END = 0.05, 0.01                # temperature annealed geometrically over the first third of training
 FIGURE_EVERY = 50                          # epochs between triptych figures and checkpoints
 FIGURE_SHAPES = 6
@@ -43,6 +43,10 @@ def view_rays(poses:np.ndarray, res:int) -> tuple[np.ndarray, np.ndarray]:
 
 def temperature(epoch:int, epochs:int) -> float:
   return T_START * (T_END / T_START) ** min(1.0, epoch / max(1, epochs // 3))
+
+def learning_rate(epoch:int, epochs:int) -> float:
+  progress = max(0.0, (epoch - epochs // 3) / max(1, epochs - epochs // 3))
+  return LR * 0.5 * (1 + math.cos(math.pi * progress))
 
 # *** evaluation on full images ***
 
@@ -81,11 +85,11 @@ def silhouette_metrics(model:SDFSRN, data:dict, samples:int) -> tuple[dict, np.n
     if mine.any(): metrics[f"novel_iou_{family}"] = iou((novel_sdf[mine] < 0).reshape(-1, res * res), novel_truth[mine].reshape(-1, res * res))
   return metrics, latent, novel_sdf
 
-def evaluate(model:SDFSRN, data:dict, samples:int, seed:int) -> tuple[dict, np.ndarray, list]:
+def evaluate(model:SDFSRN, data:dict, samples:int, seed:int, rotate:bool) -> tuple[dict, np.ndarray, list]:
   """Everything in metrics.json: silhouettes of the training shapes, of HELD_OUT shapes never trained on (drawn with
   another seed, seen once through their input image), and the 3-D metrics against the analytic shapes."""
   metrics, latent, novel_sdf = silhouette_metrics(model, data, samples)
-  held_out = silhouette_metrics(model, shapes.make_dataset(HELD_OUT, data["images"].shape[-1], seed + 1), samples)[0]
+  held_out = silhouette_metrics(model, shapes.make_dataset(HELD_OUT, data["images"].shape[-1], seed + 1, rotate), samples)[0]
   metrics |= dict(novel_minus_train_iou=metrics["novel_iou"] - metrics["train_iou"], held_out_shapes=HELD_OUT,
                   held_out_train_iou=held_out["train_iou"], held_out_novel_iou=held_out["novel_iou"])
   predicted, baseline, meshes = evaluate_3d(predicted_grids(model, latent), data["shapes"], seed)
@@ -243,7 +247,7 @@ def loss_curve(history:list[float], metrics:dict, path:str, size=(640, 360), mar
 
 # *** checkpoints: safetensors only (loading one cannot run code), written to a temporary file and renamed ***
 
-def config(args) -> dict: return dict(shapes=args.shapes, res=args.res, samples=args.samples, seed=args.seed, epochs=args.epochs)
+def config(args) -> dict: return dict(shapes=args.shapes, res=args.res, samples=args.samples, seed=args.seed, epochs=args.epochs, rotate=args.rotate)
 
 def save_checkpoint(path:str, model:SDFSRN, opt:nn.optim.Optimizer, epoch:int, cfg:dict, history:list[float]):
   state = {f"model.{k}": v for k, v in nn.state.get_state_dict(model).items()}
@@ -298,7 +302,7 @@ def batches(rng:np.random.Generator, count:int, res:int) -> list[tuple[Tensor, T
 def train(args):
   start = time.perf_counter()
   make_out(args.out)
-  data = shapes.make_dataset(args.shapes, args.res, args.seed)
+  data = shapes.make_dataset(args.shapes, args.res, args.seed, args.rotate)
   Tensor.manual_seed(args.seed)
   model = SDFSRN(args.res)
   opt = nn.optim.Adam(nn.state.get_parameters(model), lr=LR)
@@ -316,6 +320,7 @@ def train(args):
   signal.signal(signal.SIGINT, lambda *_: interrupted.append(print("\nfinishing this epoch, then saving...")))
   for epoch in (bar := tqdm(range(first, args.epochs), desc="train", total=args.epochs - first)):
     t = Tensor([temperature(epoch, args.epochs)])
+    opt.lr.assign(Tensor([learning_rate(epoch, args.epochs)], dtype=opt.lr.dtype)).realize()   # a buffer the jitted step reads
     # a generator per epoch: a resumed run draws exactly what a straight run does
     losses = [step(shape, pick, t) for shape, pick in batches(np.random.default_rng([args.seed, epoch]), args.shapes, args.res)]
     history.append(sum(l.item() for l in losses) / len(losses))
@@ -329,7 +334,7 @@ def train(args):
       triptych(model, data, args.samples, os.path.join(args.out, f"triptych_{epoch + 1:04d}.png"))
   signal.signal(signal.SIGINT, signal.default_int_handler)
   trained = time.perf_counter() - start
-  metrics, novel_sdf, meshes = evaluate(model, data, args.samples, args.seed)
+  metrics, novel_sdf, meshes = evaluate(model, data, args.samples, args.seed, args.rotate)
   metrics.update(epochs=args.epochs, train_seconds=round(trained, 1), wall_seconds=round(time.perf_counter() - start, 1),
                  device=Device.DEFAULT, loss_history=history)
   novel_grid(data, novel_sdf, os.path.join(args.out, "novel_views.png"))
@@ -350,7 +355,7 @@ def load_for_eval(path:str) -> tuple[SDFSRN, dict]:
 
 def evaluate_checkpoint(path:str):
   model, cfg = load_for_eval(path)
-  metrics = evaluate(model, shapes.make_dataset(cfg["shapes"], cfg["res"], cfg["seed"]), cfg["samples"], cfg["seed"])[0]
+  metrics = evaluate(model, shapes.make_dataset(cfg["shapes"], cfg["res"], cfg["seed"], cfg["rotate"]), cfg["samples"], cfg["seed"], cfg["rotate"])[0]
   print(json.dumps(metrics | dict(device=Device.DEFAULT)))
 
 def reconstruct(path:str, image_path:str, out:str):
@@ -382,6 +387,7 @@ if __name__ == "__main__":
   parser.add_argument("--res", type=int, default=RES)
   parser.add_argument("--samples", type=int, default=SAMPLES)
   parser.add_argument("--seed", type=int, default=SEED)
+  parser.add_argument("--rotate", action="store_true", help="boxes and ellipsoids in random orientations, not axis-aligned")
   parser.add_argument("--out", default="out", help="where checkpoint, figures and metrics.json go")
   parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
   parser.add_argument("--eval", metavar="CKPT", help="evaluate a checkpoint, print its metrics as JSON, train nothing")

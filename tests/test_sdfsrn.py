@@ -36,11 +36,14 @@ def test_ellipsoid_sdf_sign_and_surface():
   np.testing.assert_allclose(shapes.shape_sdf(ellipsoid, np.array([[0.5, 0, 0]])), [0.2], atol=1e-12)  # exact on an axis
   assert shapes.shape_sdf(ellipsoid, np.zeros((1, 3)))[0] < 0
 
-def test_shapes_fit_in_bounding_sphere():
-  data = shapes.make_dataset(30, 16, seed=3)
-  for shape in data["shapes"]:
-    farthest = np.linalg.norm(shape["size"]) if shape["family"] == "box" else shape["size"].max()   # corner or longest axis
-    assert farthest < render.BOUND
+def test_shapes_fit_in_bounding_sphere_and_rotate_only_when_asked():
+  for rotate in (False, True):
+    for shape in shapes.make_dataset(30, 16, seed=3, rotate=rotate)["shapes"]:
+      farthest = np.linalg.norm(shape["size"]) if shape["family"] == "box" else shape["size"].max()   # corner or longest axis
+      assert farthest < render.BOUND
+      R = shape["rotation"]
+      np.testing.assert_allclose(R @ R.T, np.eye(3), atol=1e-12); np.testing.assert_allclose(np.linalg.det(R), 1)
+      assert np.allclose(R, np.eye(3)) == (not rotate or shape["family"] == "sphere")
 
 def test_families_balanced():
   assert [s["family"] for s in shapes.make_dataset(6, 16, 0)["shapes"]] == ["sphere", "box", "ellipsoid"] * 2
@@ -188,6 +191,14 @@ def tiny_step(samples=8):
 def test_to_blocks_groups_pixels_of_a_block():
   x = np.arange(64).reshape(1, 8, 8)
   assert train.to_blocks(x, 8)[0, 1].tolist() == [4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31]
+
+def test_schedules():
+  # temperature falls from T_START to T_END over the first third and stays; the learning rate holds over the first
+  # third, then falls monotonically towards 0
+  T = [train.temperature(e, 300) for e in range(300)]
+  lr = [train.learning_rate(e, 300) for e in range(300)]
+  assert T[0] == train.T_START and np.isclose(T[100], train.T_END) and T[299] == T[100] and all(np.diff(T[:101]) < 0)
+  assert lr[0] == lr[100] == train.LR and all(np.diff(lr[100:]) < 0) and lr[-1] < 1e-3 * train.LR
 
 def test_jitted_step_lowers_loss():
   _, _, step = tiny_step()
