@@ -16,7 +16,7 @@ class ConcatDecoder:
   read the concatenation. Built from the weights of sdfsrn.Decoder: the same function."""
   def __init__(self, decoder):
     first, self.second, skip, self.fourth, self.last = decoder.layers
-    C, (latent_first, latent_skip) = decoder.width, decoder.latent_in.weight.chunk(2)
+    latent_first, latent_skip = decoder.latent_in.weight.chunk(2)
     self.first = (latent_first.cat(first.weight, dim=1), first.bias)                                     # [C,L+3]
     self.skip = (skip.weight.cat(latent_skip, decoder.skip_point.weight, dim=1), skip.bias)              # [C,C+L+3]
   def __call__(self, latent:Tensor, point:Tensor) -> Tensor:

@@ -224,7 +224,7 @@ def run_train(*flags, cwd=ROOT):
 
 def test_help():
   out = run_train("--help")
-  assert out.returncode == 0 and all(f in out.stdout for f in ("--epochs", "--shapes", "--res", "--samples", "--seed", "--out", "--resume", "--eval"))
+  assert out.returncode == 0 and all(f in out.stdout for f in ("--epochs", "--shapes", "--res", "--samples", "--seed", "--rotate", "--out", "--resume", "--eval", "--image"))
 
 TINY = ["--shapes", "3", "--res", "16", "--samples", "6"]
 
