@@ -26,8 +26,8 @@ class ConcatDecoder:
     x = x.cat(inputs, dim=-1).linear(self.skip[0].T, self.skip[1]).relu()                    # [B,...,C+L+3] -> [B,...,C]
     return self.last(self.fourth(x).relu()).squeeze(-1)                                      # [B,...]
 
-def full_min_sdf(sdf_fn, origin:Tensor, direction:Tensor, samples:int) -> Tensor:
-  return sdf_fn(render.sample_points(origin, direction, samples)).min(-1)                  # [B,R] autograd through all N
+def full_min_sdf(sdf_fn, origin:Tensor, direction:Tensor, depth:Tensor, sdf:Tensor) -> Tensor:
+  return sdf_fn(render.at(origin, direction, depth)).min(-1)                               # [B,R] autograd through all N; sdf unused
 
 def measure(name:str, naive:bool) -> float:
   data = shapes.make_dataset(train.SHAPES, train.RES, train.SEED)
@@ -35,8 +35,8 @@ def measure(name:str, naive:bool) -> float:
   model = SDFSRN(train.RES)
   if naive: model.decoder = ConcatDecoder(model.decoder)
   opt = nn.optim.Adam(nn.state.get_parameters(model), lr=train.LR)
-  step = train.make_step(model, opt, *train.device_data(data), train.SAMPLES, full_min_sdf if naive else render.min_sdf)
-  batches, t = train.batches(np.random.default_rng(0), train.SHAPES, train.RES), Tensor([train.T_END])
+  step = train.make_step(model, opt, train.device_data(data), train.SAMPLES, min_sdf=full_min_sdf if naive else render.min_sdf)
+  batches, t = train.batches(np.random.default_rng(0), train.SHAPES, 1, train.RES), Tensor([train.T_END])
   start = time.perf_counter()
   step(*batches[0], t).item()
   first = time.perf_counter() - start

@@ -1,7 +1,8 @@
 # The Mini SDF-SRN model: a CNN encoder maps one image to a latent code, and a shared DeepSDF-style decoder (Park et
 # al. 2019) maps [latent, xyz] to a signed distance. Trained only through the silhouettes of render.py (see train.py).
 # Leaves out SDF-SRN's hypernetwork (its encoder emits decoder weights), its learned LSTM ray marcher and its colour branch.
-import math
+# Checkpoints live here too: training and evaluation both read them.
+import json, math, os
 from tinygrad import Tensor, nn
 
 # B images, L latent size, C width of the decoder, ... any number of point axes (R rays, N samples)
@@ -63,6 +64,29 @@ class Decoder:
     return last(x.contiguous()).squeeze(-1)                                                            # [B,...]
 
 class SDFSRN:
-  def __init__(self, res:int=64, latent:int=LATENT, width:int=WIDTH):
-    self.encoder, self.decoder = Encoder(res, latent), Decoder(latent, width)
+  """symmetric: the decoder is queried at (|x|,|y|,|z|), so the shape is mirror-symmetric about the three coordinate
+  planes by construction and every silhouette also constrains its mirror images (train.py --symmetric)."""
+  def __init__(self, res:int=64, latent:int=LATENT, width:int=WIDTH, symmetric:bool=False):
+    self.encoder, self.decoder, self.symmetric = Encoder(res, latent), Decoder(latent, width), symmetric
     Tensor.realize(*nn.state.get_parameters(self))   # the initialisations above are lazy expressions until now
+  def sdf(self, latent:Tensor, point:Tensor) -> Tensor:
+    return self.decoder(latent, point.abs() if self.symmetric else point)                            # [B,...]
+
+# *** checkpoints: safetensors only (loading one cannot run code), written to a temporary file and renamed ***
+
+def save_checkpoint(path:str, model:SDFSRN, opt:nn.optim.Optimizer, epoch:int, config:dict, history:list[float]):
+  state = {f"model.{k}": v for k, v in nn.state.get_state_dict(model).items()}
+  state |= {f"adam.{k}": v for k, v in nn.state.get_state_dict(opt).items() if not k.startswith("params.")}
+  nn.state.safe_save(state, path + ".tmp", metadata=dict(epoch=str(epoch), config=json.dumps(config), history=json.dumps(history)))
+  os.replace(path + ".tmp", path)   # atomic: a kill during the save leaves the previous checkpoint whole
+
+def load_checkpoint(path:str, model:SDFSRN, opt:nn.optim.Optimizer|None=None) -> tuple[int, dict, list[float]]:
+  state = nn.state.safe_load(path)
+  meta = nn.state.safe_load_metadata(path)[2].get("__metadata__", {})
+  nn.state.load_state_dict(model, {k[6:]: v for k, v in state.items() if k.startswith("model.")}, verbose=False)
+  if opt is not None:
+    nn.state.load_state_dict(opt, {k[5:]: v for k, v in state.items() if k.startswith("adam.")}, strict=False, verbose=False)
+  return int(meta["epoch"]), json.loads(meta["config"]), json.loads(meta["history"])
+
+def read_config(path:str) -> dict:
+  return json.loads(nn.state.safe_load_metadata(path)[2]["__metadata__"]["config"])

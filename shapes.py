@@ -11,6 +11,7 @@ MAX_ELEVATION = 30.0    # training views: azimuth uniform in [0,360), elevation 
 NOVEL_VIEWS = 6         # novel view k: azimuth = train + 30 + 60k degrees, elevation +20/-20 alternating (never the training view)
 LIGHT = np.array([-0.4, 0.6, 1.0]) / np.linalg.norm([-0.4, 0.6, 1.0])  # in camera coordinates: from upper left, behind the camera
 ALBEDO = np.array([0.9, 0.65, 0.35], np.float32)
+AMBIENT = 0.25          # shade = AMBIENT + (1 - AMBIENT) * max(0, normal . light): Lambert's law plus a floor
 
 # *** shapes: family, rotation [3,3] (world <- local) and size [3] (radius, half-extents or semi-axes) ***
 
@@ -97,13 +98,20 @@ def camera_rays(azimuth:float, elevation:float, res:int) -> tuple[np.ndarray, np
   direction = np.stack([u, v, -np.ones_like(u)], -1).reshape(-1, 3) @ rotation.T        # [P,3]
   return position.astype(np.float32), (direction / np.linalg.norm(direction, axis=-1, keepdims=True)).astype(np.float32)
 
+def view_rays(poses:np.ndarray, res:int) -> tuple[np.ndarray, np.ndarray]:
+  """Camera rays of a list of poses [...,2]: origins [V,3] and directions [V,P,3], V = the number of poses."""
+  rays = [camera_rays(az, el, res) for az, el in poses.reshape(-1, 2)]
+  return np.stack([r[0] for r in rays]), np.stack([r[1] for r in rays])
+
+def world_light(azimuth:float, elevation:float) -> np.ndarray:
+  return (camera(azimuth, elevation)[1] @ LIGHT).astype(np.float32)                    # [3] the light moves with the camera
+
 def render_view(shape:dict, azimuth:float, elevation:float, res:int) -> tuple[np.ndarray, np.ndarray]:
   """Shaded RGB image [3,res,res] (Lambert + ambient, so the encoder sees depth cues) and binary silhouette [res,res]."""
   origin, direction = camera_rays(azimuth, elevation, res)
   depth, normal = intersect(shape, np.broadcast_to(origin, direction.shape), direction)
   hit = np.isfinite(depth)                                                              # [P]
-  light = camera(azimuth, elevation)[1] @ LIGHT                                         # [3] world
-  shade = np.where(hit, 0.25 + 0.75 * np.clip(normal @ light, 0, 1), 0)                 # [P]
+  shade = np.where(hit, AMBIENT + (1 - AMBIENT) * np.clip(normal @ world_light(azimuth, elevation), 0, 1), 0)   # [P]
   image = (ALBEDO[:, None] * shade[None]).reshape(3, res, res)
   return image.astype(np.float32), hit.reshape(res, res).astype(np.float32)
 
@@ -111,14 +119,30 @@ def novel_poses(azimuth:float) -> np.ndarray:
   k = np.arange(NOVEL_VIEWS)
   return np.stack([(azimuth + 30 + 60 * k) % 360, np.where(k % 2 == 0, 20.0, -20.0)], 1)   # [V,2]
 
-def make_dataset(n_shapes:int, res:int, seed:int, rotate:bool=False) -> dict:
-  """n_shapes shapes balanced over the families, one random training view each plus the fixed novel views."""
+def sdf_samples(shape:dict, n:int, rng:np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+  """n points [n,3] and their true SDF [n] for the 3-D supervised upper bound: half near the surface (DeepSDF's
+  perturbed surface points), half uniform in the bounding cube."""
+  near = surface_points(shape, n // 2, rng) + rng.normal(0, 0.05, (n // 2, 3))
+  point = np.concatenate([near, rng.uniform(-1, 1, (n - n // 2, 3))]).astype(np.float32)
+  return point, shape_sdf(shape, point).astype(np.float32)
+
+def make_dataset(n_shapes:int, res:int, seed:int, rotate:bool=False, views:int=1) -> dict:
+  """n_shapes shapes balanced over the families, one random input view each plus the fixed novel views. views > 1
+  adds views-1 supervision views per shape at random poses (view_*: [S,K,...], view 0 is the input view), drawn from
+  their own generator so that the rest of the dataset is the same bytes for any views."""
   rng = np.random.default_rng(seed)
   shapes = [random_shape(FAMILIES[i % len(FAMILIES)], rng, rotate) for i in range(n_shapes)]
   poses = np.stack([rng.uniform(0, 360, n_shapes), rng.uniform(-MAX_ELEVATION, MAX_ELEVATION, n_shapes)], 1)   # [S,2]
-  views = [render_view(s, *pose, res) for s, pose in zip(shapes, poses)]
+  inputs = [render_view(s, *pose, res) for s, pose in zip(shapes, poses)]
   novel = np.stack([novel_poses(az) for az, _ in poses])                                                        # [S,V,2]
   novel_silhouettes = np.stack([[render_view(s, *pose, res)[1] for pose in ps] for s, ps in zip(shapes, novel)])
-  return dict(shapes=shapes, poses=poses.astype(np.float32), images=np.stack([v[0] for v in views]),    # [S,3,H,W]
-              silhouettes=np.stack([v[1] for v in views]), novel_poses=novel.astype(np.float32),        # [S,H,W] [S,V,2]
+  data = dict(shapes=shapes, poses=poses.astype(np.float32), images=np.stack([v[0] for v in inputs]),    # [S,3,H,W]
+              silhouettes=np.stack([v[1] for v in inputs]), novel_poses=novel.astype(np.float32),        # [S,H,W] [S,V,2]
               novel_silhouettes=novel_silhouettes)                                                       # [S,V,H,W]
+  extra_rng = np.random.default_rng([seed, 1])
+  extra = np.stack([extra_rng.uniform(0, 360, (n_shapes, views - 1)), extra_rng.uniform(-MAX_ELEVATION, MAX_ELEVATION, (n_shapes, views - 1))], -1)
+  data["view_poses"] = np.concatenate([poses[:, None], extra], 1).astype(np.float32)                            # [S,K,2]
+  rendered = [[render_view(s, *pose, res) for pose in ps[1:]] for s, ps in zip(shapes, data["view_poses"])]
+  data["view_images"] = np.stack([np.stack([data["images"][i]] + [v[0] for v in r]) for i, r in enumerate(rendered)])       # [S,K,3,H,W]
+  data["view_silhouettes"] = np.stack([np.stack([data["silhouettes"][i]] + [v[1] for v in r]) for i, r in enumerate(rendered)])  # [S,K,H,W]
+  return data

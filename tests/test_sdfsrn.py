@@ -7,7 +7,7 @@ from PIL import Image
 from tinygrad import Tensor, nn
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-import bench, render, sdfsrn, shapes, train
+import bench, evaluate, render, sdfsrn, shapes, train
 from sdfsrn import SDFSRN
 
 def tiny_model(res=16, width=16, seed=0) -> SDFSRN:
@@ -48,6 +48,14 @@ def test_shapes_fit_in_bounding_sphere_and_rotate_only_when_asked():
 def test_families_balanced():
   assert [s["family"] for s in shapes.make_dataset(6, 16, 0)["shapes"]] == ["sphere", "box", "ellipsoid"] * 2
 
+def test_extra_views_leave_the_input_view_alone():
+  one, three = shapes.make_dataset(4, 16, 7), shapes.make_dataset(4, 16, 7, views=3)
+  for k in ("images", "silhouettes", "poses", "novel_silhouettes"): assert one[k].tobytes() == three[k].tobytes()
+  assert three["view_images"].shape == (4, 3, 3, 16, 16) and three["view_silhouettes"].shape == (4, 3, 16, 16)
+  np.testing.assert_array_equal(three["view_images"][:, 0], one["images"])
+  np.testing.assert_array_equal(three["view_poses"][:, 0], one["poses"])
+  assert not np.allclose(three["view_poses"][:, 1], three["view_poses"][:, 0])
+
 def test_same_seed_same_bytes():
   a, b, c = shapes.make_dataset(4, 16, 7), shapes.make_dataset(4, 16, 7), shapes.make_dataset(4, 16, 8)
   for k in ("images", "silhouettes", "poses", "novel_silhouettes"): assert a[k].tobytes() == b[k].tobytes()
@@ -72,6 +80,33 @@ def test_ground_truth_silhouette_of_sphere_is_disc():
 
 # *** render ***
 
+SPHERE = dict(family="sphere", rotation=np.eye(3), size=np.full(3, 0.5))
+sphere_sdf = lambda p: (p * p).sum(-1).sqrt() - 0.5
+
+def test_surface_crossing_and_normal_of_sphere_are_exact():
+  origin, direction = rays(25, -15, res=32)
+  depth, hit = render.surface(sphere_sdf, origin, direction, *render.march(sphere_sdf, origin, direction, 24))   # [1,R]
+  o, d = origin.numpy()[0, 0], direction.numpy()[0]
+  exact, exact_normal = shapes.intersect(SPHERE, np.broadcast_to(o, d.shape), d)
+  closest = np.linalg.norm(np.cross(d, -o), axis=-1)                                 # [R] ray's distance to the centre
+  hit, clear = hit.numpy()[0], np.abs(closest - 0.5) > 0.02                          # a grazing ray may pass between samples
+  np.testing.assert_array_equal(hit[clear], np.isfinite(exact)[clear])
+  np.testing.assert_allclose(depth.numpy()[0][hit], exact[hit], atol=1e-4)
+  normal = render.normal(sphere_sdf, render.at(origin, direction, depth)).numpy()[0]   # [R,3]
+  np.testing.assert_allclose(normal[hit], exact_normal[hit], atol=1e-3)
+
+def test_shaded_sphere_follows_lambert_and_is_black_off_the_disc():
+  origin, direction = rays(25, -15, res=33)                                          # odd: the centre pixel looks at the centre
+  light = shapes.world_light(25, -15)
+  rgb = render.shaded(sphere_sdf, origin, direction, Tensor(light[None]), 24).numpy()[0]   # [R,3]
+  facing = -direction.numpy()[0, 33 * 16 + 16]                                       # the normal at the centre pixel's hit
+  shade = shapes.AMBIENT + (1 - shapes.AMBIENT) * max(0.0, float(facing @ light))
+  np.testing.assert_allclose(rgb[33 * 16 + 16], shapes.ALBEDO * shade, rtol=1e-4)
+  closest = np.linalg.norm(np.cross(direction.numpy()[0], -origin.numpy()[0, 0]), axis=-1)
+  assert (rgb[closest > 0.52] == 0).all() and (rgb[closest < 0.48] > 0).all()
+  clear = np.abs(closest - 0.5) > 0.02                                               # a grazing ray may pass between samples
+  np.testing.assert_allclose(rgb[clear], shapes.render_view(SPHERE, 25, -15, 33)[0].reshape(3, -1).T[clear], atol=1e-3)   # = the data's picture
+
 def test_samples_lie_on_ray_inside_bound():
   origin, direction = rays(res=16)
   point = render.sample_points(origin, direction, 8).numpy()                         # [1,R,N,3]
@@ -83,7 +118,8 @@ def test_samples_lie_on_ray_inside_bound():
 
 def test_sphere_silhouette_matches_analytic_disc():
   origin, direction = rays(25, -15, res=64)
-  sdf = render.min_sdf(lambda p: (p * p).sum(-1).sqrt() - 0.5, origin, direction, 32)   # [1,P]
+  sphere = lambda p: (p * p).sum(-1).sqrt() - 0.5
+  sdf = render.min_sdf(sphere, origin, direction, *render.march(sphere, origin, direction, 32))   # [1,P]
   mask = render.silhouette(sdf, 0.01).numpy()[0] > 0.5
   truth = shapes.render_view(dict(family="sphere", rotation=np.eye(3), size=np.full(3, 0.5)), 25, -15, 64)[1].reshape(-1) > 0
   assert (mask & truth).sum() / (mask | truth).sum() >= 0.98
@@ -92,7 +128,7 @@ def test_min_sdf_equals_min_over_samples():
   model, (origin, direction) = tiny_model(), rays(views=2)
   latent = Tensor.randn(2, 8)
   sdf_fn = lambda p: model.decoder(latent, p)
-  np.testing.assert_allclose(render.min_sdf(sdf_fn, origin, direction, 12).numpy(),
+  np.testing.assert_allclose(render.min_sdf(sdf_fn, origin, direction, *render.march(sdf_fn, origin, direction, 12)).numpy(),
                              sdf_fn(render.sample_points(origin, direction, 12)).min(-1).numpy(), rtol=1e-5, atol=1e-6)
 
 def test_argmin_gradient_equals_full_autograd():
@@ -102,14 +138,16 @@ def test_argmin_gradient_equals_full_autograd():
     params = nn.state.get_parameters(model.decoder) + [latent]
     loss = (-sdf_of(lambda p: model.decoder(latent, p)) / 0.05).binary_crossentropy_logits(target)
     return [g.numpy() for g in loss.gradient(*params)]
-  fast = grads(lambda f: render.min_sdf(f, origin, direction, 12))
+  fast = grads(lambda f: render.min_sdf(f, origin, direction, *render.march(f, origin, direction, 12)))
   full = grads(lambda f: f(render.sample_points(origin, direction, 12)).min(-1))
   for a, b in zip(fast, full): np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 def test_gradient_matches_finite_differences():
   model, (origin, direction) = tiny_model(), rays(views=1)
   latent = np.random.default_rng(0).normal(size=(1, 8)).astype(np.float32)
-  loss = lambda z: render.silhouette(render.min_sdf(lambda p: model.decoder(z, p), origin, direction, 16), 0.1).mean()
+  def loss(z):
+    sdf_fn = lambda p: model.decoder(z, p)
+    return render.silhouette(render.min_sdf(sdf_fn, origin, direction, *render.march(sdf_fn, origin, direction, 16)), 0.1).mean()
   z = Tensor(latent)
   analytic = loss(z).gradient(z)[0].numpy()[0]
   eps = 1e-2
@@ -138,6 +176,17 @@ def test_latent_precompute_equals_concatenation():
   for p in nn.state.get_parameters(model.decoder): p.assign(Tensor.randn(*p.shape) * 0.3)   # the latent's weights non-zero too
   np.testing.assert_allclose(model.decoder(latent, point).numpy(), bench.ConcatDecoder(model.decoder)(latent, point).numpy(), rtol=1e-4, atol=1e-5)
 
+def test_symmetric_decoder_is_mirror_symmetric():
+  model = tiny_model()
+  model.symmetric = True
+  for p in nn.state.get_parameters(model.decoder): p.assign(Tensor.randn(*p.shape) * 0.3)
+  latent, point = Tensor.randn(2, 8), Tensor.randn(2, 50, 3)
+  sdf = model.sdf(latent, point).numpy()
+  for mirror in ([-1, 1, 1], [1, -1, 1], [1, 1, -1], [-1, -1, -1]):
+    np.testing.assert_allclose(model.sdf(latent, point * Tensor(mirror)).numpy(), sdf, rtol=1e-6)
+  model.symmetric = False
+  assert not np.allclose(model.sdf(latent, point * Tensor([-1, 1, 1])).numpy(), sdf)   # the plain decoder is not
+
 def test_decoder_starts_as_sphere():
   Tensor.manual_seed(0)
   model = SDFSRN(16)   # full width: geometric initialisation is a statement about the real decoder
@@ -152,13 +201,13 @@ def test_every_parameter_gets_a_gradient():
   # very first step and flows from the second: every parameter must have moved after two
   model, _, step = tiny_step()
   before = [p.numpy().copy() for p in nn.state.get_parameters(model)]
-  for _ in range(2): step(Tensor(np.arange(3, dtype=np.int32)), Tensor(np.zeros((3, 16), np.int32)), Tensor([0.05])).item()
+  for _ in range(2): step(*first_batch(), Tensor([0.05])).item()
   for p, old in zip(nn.state.get_parameters(model), before): assert np.abs(p.numpy() - old).max() > 0, p.shape
 
 # *** 3-D evaluation ***
 
 def test_sphere_mesh_is_closed_outward_and_has_the_radius():
-  vertices, faces = train.surface_nets(np.linalg.norm(train.grid_points(), axis=-1) - 0.5)
+  vertices, faces = render.surface_nets(np.linalg.norm(evaluate.grid_points(), axis=-1) - 0.5)
   np.testing.assert_allclose(np.linalg.norm(vertices, axis=-1), 0.5, atol=0.005)
   directed = {tuple(e) for e in np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])}
   assert len(directed) == 3 * len(faces) and all((b, a) in directed for a, b in directed)   # every edge in two faces, opposite ways
@@ -166,27 +215,28 @@ def test_sphere_mesh_is_closed_outward_and_has_the_radius():
   np.testing.assert_allclose(np.einsum("ij,ij->", v0, np.cross(v1, v2)) / 6, 4 / 3 * np.pi * 0.5 ** 3, rtol=0.01)   # outward
 
 def test_obj_round_trip(tmp_path):
-  vertices, faces = train.surface_nets(np.linalg.norm(train.grid_points(), axis=-1) - 0.3)
-  train.save_obj(str(tmp_path / "s.obj"), vertices, faces)
+  vertices, faces = render.surface_nets(np.linalg.norm(evaluate.grid_points(), axis=-1) - 0.3)
+  evaluate.save_obj(str(tmp_path / "s.obj"), vertices, faces)
   lines = open(tmp_path / "s.obj").read().split("\n")
   assert sum(l.startswith("v ") for l in lines) == len(vertices) and sum(l.startswith("f ") for l in lines) == len(faces)
 
 def test_3d_metrics_of_the_true_shape_beat_the_sphere_baseline():
   data = shapes.make_dataset(3, 16, 0)
-  truth = np.stack([shapes.shape_sdf(s, train.grid_points()) for s in data["shapes"][1:2]])           # the box
-  predicted, baseline, _ = train.evaluate_3d(truth, data["shapes"][1:2], 0)
+  truth = np.stack([shapes.shape_sdf(s, evaluate.grid_points()) for s in data["shapes"][1:2]])           # the box
+  predicted, baseline, _ = evaluate.evaluate_3d(truth, data["shapes"][1:2], 0)
   assert predicted["volume_iou"] == 1 and predicted["chamfer_l1"] < 0.01 and predicted["fscore_0.02"] > 0.95
   assert baseline["volume_iou"] < 0.95 and baseline["chamfer_l1"] > predicted["chamfer_l1"]
 
 # *** train ***
 
-def tiny_step(samples=8):
-  data = shapes.make_dataset(3, 16, 0)
-  origin, direction = train.view_rays(data["poses"], 16)
+def tiny_step(samples=8, views=1, **flags):
+  data = shapes.make_dataset(3, 16, 0, views=views)
   model = tiny_model()
   opt = nn.optim.Adam(nn.state.get_parameters(model), lr=3e-3)
-  return model, opt, train.make_step(model, opt, Tensor(data["images"]), Tensor(origin), Tensor(train.to_blocks(direction.reshape(3, 16, 16, 3), 16)),
-                                     Tensor(train.to_blocks(data["silhouettes"], 16)), samples)
+  return model, opt, train.make_step(model, opt, train.device_data(data, flags.get("supervise_3d", False)), samples, **flags)
+
+def first_batch(pick=None) -> tuple[Tensor, Tensor, Tensor]:
+  return Tensor(np.arange(3, dtype=np.int32)), Tensor(np.arange(3, dtype=np.int32)), Tensor(np.zeros((3, 16), np.int32) if pick is None else pick)
 
 def test_to_blocks_groups_pixels_of_a_block():
   x = np.arange(64).reshape(1, 8, 8)
@@ -200,21 +250,32 @@ def test_schedules():
   assert T[0] == train.T_START and np.isclose(T[100], train.T_END) and T[299] == T[100] and all(np.diff(T[:101]) < 0)
   assert lr[0] == lr[100] == train.LR and all(np.diff(lr[100:]) < 0) and lr[-1] < 1e-3 * train.LR
 
+def test_every_parameter_gets_a_gradient_with_all_flags():
+  model, _, step = tiny_step(views=2, shading=1.0)
+  model.symmetric = True
+  before = [p.numpy().copy() for p in nn.state.get_parameters(model)]
+  for _ in range(3): step(*first_batch(), Tensor([0.05])).item()
+  for p, old in zip(nn.state.get_parameters(model), before): assert np.abs(p.numpy() - old).max() > 0, p.shape
+
+def test_3d_supervised_step_lowers_loss():
+  _, _, step = tiny_step(supervise_3d=True)
+  losses = [step(*first_batch(), Tensor([0.05])).item() for _ in range(12)]
+  assert np.mean(losses[-3:]) < losses[0]
+
 def test_jitted_step_lowers_loss():
   _, _, step = tiny_step()
-  rng = np.random.default_rng(0)
-  shape, t = Tensor(np.arange(3, dtype=np.int32)), Tensor([0.05])
-  losses = [step(shape, Tensor(rng.integers(0, 16, (3, 16), dtype=np.int32)), t).item() for _ in range(12)]   # replay from call 3
+  rng, t = np.random.default_rng(0), Tensor([0.05])
+  losses = [step(*first_batch(rng.integers(0, 16, (3, 16), dtype=np.int32)), t).item() for _ in range(12)]   # replay from call 3
   assert np.mean(losses[-3:]) < losses[0]
 
 def test_checkpoint_round_trip(tmp_path):
   model, opt, step = tiny_step()
-  step(Tensor(np.arange(3, dtype=np.int32)), Tensor(np.zeros((3, 16), np.int32)), Tensor([0.05]))
+  step(*first_batch(), Tensor([0.05]))
   path = str(tmp_path / "model.safetensors")
-  train.save_checkpoint(path, model, opt, 7, dict(a=1), [0.5])
+  sdfsrn.save_checkpoint(path, model, opt, 7, dict(a=1), [0.5])
   fresh = tiny_model(seed=1)
   fresh_opt = nn.optim.Adam(nn.state.get_parameters(fresh), lr=3e-3)
-  assert train.load_checkpoint(path, fresh, fresh_opt) == (7, dict(a=1), [0.5])
+  assert sdfsrn.load_checkpoint(path, fresh, fresh_opt) == (7, dict(a=1), [0.5])
   for a, b in zip(nn.state.get_parameters(model) + opt.m + opt.v, nn.state.get_parameters(fresh) + fresh_opt.m + fresh_opt.v):
     np.testing.assert_array_equal(a.numpy(), b.numpy())
   assert not os.path.exists(path + ".tmp")
@@ -224,7 +285,8 @@ def run_train(*flags, cwd=ROOT):
 
 def test_help():
   out = run_train("--help")
-  assert out.returncode == 0 and all(f in out.stdout for f in ("--epochs", "--shapes", "--res", "--samples", "--seed", "--rotate", "--out", "--resume", "--eval", "--image"))
+  assert out.returncode == 0 and all(f in out.stdout for f in ("--epochs", "--shapes", "--res", "--samples", "--seed", "--rotate", "--out", "--resume", "--eval", "--image",
+                                                   "--views", "--symmetric", "--shading", "--supervise-3d"))
 
 TINY = ["--shapes", "3", "--res", "16", "--samples", "6"]
 
@@ -241,7 +303,7 @@ def test_tiny_end_to_end_run(tiny_run):
             "volume_iou", "chamfer_l1", "fscore_0.02", "fscore_0.05", "sphere_baseline_volume_iou"): assert k in metrics
   assert metrics["epochs"] == 2 and 0 <= metrics["train_iou"] <= 1 and len(metrics["loss_history"]) == 2
   for f in ("model.safetensors", "triptych_0002.png", "novel_views.png", "turntable.gif", "loss_curve.png"): assert (tiny_run / f).stat().st_size > 0
-  assert Image.open(tiny_run / "turntable.gif").n_frames == train.TURNTABLE_FRAMES
+  assert Image.open(tiny_run / "turntable.gif").n_frames == evaluate.TURNTABLE_FRAMES
 
 def test_eval_reproduces_metrics(tiny_run):
   evaluated = run_train("--eval", str(tiny_run / "model.safetensors"))
@@ -258,7 +320,7 @@ def test_reconstruct_user_image(tiny_run, tmp_path):
   assert bad.returncode != 0 and "Traceback" not in bad.stderr and "not" in bad.stderr.splitlines()[-1] and not (tmp_path / "rec2").exists()
 
 @pytest.mark.parametrize("flags", [["--epochs", "-1"], ["--shapes", "0"], ["--res", "20"], ["--samples", "x"], ["--bogus"],
-                                   ["--eval", "missing.safetensors"], ["--eval", "junk.safetensors"]])
+                                   ["--eval", "missing.safetensors"], ["--eval", "junk.safetensors"], ["--symmetric", "--rotate"]])
 def test_bad_input_is_one_clear_line(flags, tmp_path):
   (tmp_path / "junk.safetensors").write_bytes(b"not a checkpoint at all")
   out = run_train(*flags, "--out", str(tmp_path / "out"), cwd=tmp_path)
