@@ -10,6 +10,9 @@ import render, shapes
 from sdfsrn import SDFSRN
 
 STEPS = getenv("STEPS", 10)   # timed steps after the three that compile and capture the jit
+FLAGS = getenv("FLAGS", 0)    # FLAGS=1: also time the step of each of train.py's flags beyond the paper
+FLAG_STEPS = {"--symmetric": dict(symmetric=True), "--shading": dict(shading=1.0), "--views 6": dict(views=6),
+              "--supervise-3d": dict(supervise_3d=True)}
 
 class ConcatDecoder:
   """The decoder as DeepSDF writes it: the latent concatenated to every point, then five layers whose first and third
@@ -29,14 +32,15 @@ class ConcatDecoder:
 def full_min_sdf(sdf_fn, origin:Tensor, direction:Tensor, depth:Tensor, sdf:Tensor) -> Tensor:
   return sdf_fn(render.at(origin, direction, depth)).min(-1)                               # [B,R] autograd through all N; sdf unused
 
-def measure(name:str, naive:bool) -> float:
-  data = shapes.make_dataset(train.SHAPES, train.RES, train.SEED)
+def measure(name:str, naive:bool=False, views:int=1, symmetric:bool=False, shading:float=0.0, supervise_3d:bool=False) -> float:
+  data = shapes.make_dataset(train.SHAPES, train.RES, train.SEED, views=views)
   Tensor.manual_seed(0)
-  model = SDFSRN(train.RES)
+  model = SDFSRN(train.RES, symmetric=symmetric)
   if naive: model.decoder = ConcatDecoder(model.decoder)
   opt = nn.optim.Adam(nn.state.get_parameters(model), lr=train.LR)
-  step = train.make_step(model, opt, train.device_data(data), train.SAMPLES, min_sdf=full_min_sdf if naive else render.min_sdf)
-  batches, t = train.batches(np.random.default_rng(0), train.SHAPES, 1, train.RES), Tensor([train.T_END])
+  step = train.make_step(model, opt, train.device_data(data, supervise_3d), train.SAMPLES, shading, supervise_3d,
+                         min_sdf=full_min_sdf if naive else render.min_sdf)
+  batches, t = train.batches(np.random.default_rng(0), train.SHAPES, views, train.RES), Tensor([train.T_END])
   start = time.perf_counter()
   step(*batches[0], t).item()
   first = time.perf_counter() - start
@@ -44,9 +48,9 @@ def measure(name:str, naive:bool) -> float:
   start = time.perf_counter()
   for i in range(STEPS): step(*batches[i % len(batches)], t).item()
   ms = (time.perf_counter() - start) / STEPS * 1000
-  B, R = batches[0][1].shape
+  B, R = batches[0][2].shape
   points = B * R * (train.SAMPLES + 1)                                                      # N searched + 1 with gradient
-  print(f"{name:>8}: {ms:8.1f} ms/step  {points / ms * 1000 / 1e6:6.2f} M points/s  first step {first:5.1f} s  "
+  print(f"{name:>14}: {ms:8.1f} ms/step  {points / ms * 1000 / 1e6:6.2f} M points/s  first step {first:5.1f} s  "
         f"device memory {GlobalCounters.mem_used / 2**20:7.1f} MiB  peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10:7.1f} MiB")
   return ms
 
@@ -56,3 +60,5 @@ if __name__ == "__main__":
   fast = measure("default", naive=False)
   slow = measure("naive", naive=True)
   print(f"speed-up of the default step over the naive one: {slow / fast:.1f}x")
+  for flag, kwargs in FLAG_STEPS.items() if FLAGS else ():
+    print(f"{flag:>14}: {measure(flag, **kwargs) / fast:.2f}x the default step")
