@@ -22,9 +22,9 @@ BLOCK = 4                                  # one random ray in every BLOCKxBLOCK
 LR = 1e-3                                  # Adam's, held while the temperature anneals, then cosine-decayed towards 0
 T_START, T_END = 0.05, render.SCORE_TEMPERATURE   # temperature annealed geometrically over the first third of training
 FIGURE_EVERY = 50                          # epochs between triptych figures and checkpoints
-SDF_POINTS = 4096                          # --supervise-3d: points with their true SDF per shape, one per group of
-                                           # BLOCK^2 in each step (picked like the rays: as many points as rays)
 SDF_CLAMP = 0.1                            # --supervise-3d: DeepSDF's clamp, so the fit spends its capacity near the surface
+# --supervise-3d draws H*W points with their true SDF per shape and picks one per group of BLOCK^2 in each step, like the
+# rays: as many points per step as rays
 
 # *** data on the device, in the layout the step reads ***
 
@@ -38,7 +38,7 @@ def device_data(data:dict, supervise_3d:bool=False, seed:int=0) -> dict[str, Ten
   """What make_step reads, uploaded once. The input images [S,3,H,W] by shape; the supervision views flattened to
   S*K rows (row = shape*K + view): camera origins [SK,3], ray directions [SK,R,BLOCK^2,3], target silhouettes and
   image shades (the image divided by the albedo) [SK,R,BLOCK^2], lights [SK,3]; for --supervise-3d, points
-  [S,M/BLOCK^2,BLOCK^2,3] and their true SDF [S,M/BLOCK^2,BLOCK^2]."""
+  [S,R,BLOCK^2,3] and their true SDF [S,R,BLOCK^2]."""
   (S, K), res = data["view_poses"].shape[:2], data["images"].shape[-1]
   origin, direction = shapes.view_rays(data["view_poses"], res)                                           # [SK,3] [SK,P,3]
   shade = (data["view_images"].reshape(S * K, 3, res, res).transpose(0, 2, 3, 1) / shapes.ALBEDO).mean(-1)   # [SK,H,W]
@@ -47,7 +47,7 @@ def device_data(data:dict, supervise_3d:bool=False, seed:int=0) -> dict[str, Ten
              lights=np.stack([shapes.world_light(az, el) for az, el in data["view_poses"].reshape(-1, 2)]))
   if supervise_3d:
     rng = np.random.default_rng([seed, 2])
-    points = [shapes.sdf_samples(s, SDF_POINTS, rng) for s in data["shapes"]]
+    points = [shapes.sdf_samples(s, res * res, rng) for s in data["shapes"]]
     group = lambda x: x.reshape(len(x), -1, BLOCK * BLOCK, *x.shape[2:])
     out |= dict(sdf_points=group(np.stack([p for p, _ in points])), sdf_values=group(np.stack([v for _, v in points])))
   return {k: Tensor(v.astype(np.float32)).realize() for k, v in out.items()}
