@@ -16,8 +16,12 @@ GRID = 64                                  # SDF grid over the bounding cube for
 SURFACE_POINTS = 5000                      # points on each surface for Chamfer-L1 and F-score
 F_THRESHOLDS = (0.02, 0.05)                # F-score distance thresholds, world units (the bounding sphere has radius 1)
 FIGURE_SHAPES = 6                          # shapes in the triptych, meshes written
+CHECK_SHAPES = 3                           # shapes whose novel-view IoU train.py measures at each checkpoint (one per family)
 TURNTABLE_FRAMES = 24                      # frames of the 360-degree turntable GIF
-TURNTABLE_ELEVATION = 20.0
+TURNTABLE_ELEVATION = 20.0                 # degrees; the training views lie within +-shapes.MAX_ELEVATION
+TILE = 128                                 # pixels per image in the figures: nearest-neighbour scaled by TILE // res
+GUTTER, LINE, NAMES = 4, 14, 70           # pixels between images, per line of PIL's default font, for the row labels
+LOSS_COLOUR, IOU_COLOUR = (200, 60, 40), (40, 90, 200)
 
 def fail(message:str): sys.exit(f"error: {message}")
 
@@ -25,18 +29,18 @@ def log(message:str): print(message, flush=True)
 
 # *** silhouettes on full images ***
 
-def render_views(model:SDFSRN, latent:np.ndarray, origin:np.ndarray, direction:np.ndarray, samples:int) -> np.ndarray:
-  """min_sdf [V,P] of every pixel of V views, CHUNK views at a time under one jitted function (the last chunk is
-  padded so every call has the same shapes). latent [V,L] is the code of each view's shape."""
-  @TinyJit
-  def chunk(latent:Tensor, origin:Tensor, direction:Tensor) -> Tensor:
-    return model.sdf(latent, render.sample_points(origin.unsqueeze(1), direction, samples)).min(-1).realize()   # [CHUNK,P]
-  out, V = [], len(origin)
+def chunked(fn, *arrays:np.ndarray) -> np.ndarray:
+  """fn over arrays [V,...], CHUNK rows at a time under one TinyJit (the last chunk is padded so every call has the same
+  shapes)."""
+  jitted, V = TinyJit(lambda *x: fn(*x).realize()), len(arrays[0])
   pad = -V % CHUNK
-  latent, origin, direction = (np.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1)) for x in (latent, origin, direction))
-  for i in range(0, V + pad, CHUNK):
-    out.append(chunk(*(Tensor(x[i:i + CHUNK]) for x in (latent, origin, direction))).numpy())
-  return np.concatenate(out)[:V]                                                                               # [V,P]
+  arrays = [np.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1)) for x in arrays]
+  return np.concatenate([jitted(*(Tensor(x[i:i + CHUNK]) for x in arrays)).numpy() for i in range(0, V + pad, CHUNK)])[:V]
+
+def render_views(model:SDFSRN, latent:np.ndarray, origin:np.ndarray, direction:np.ndarray, samples:int) -> np.ndarray:
+  """min_sdf [V,P] of every pixel of V views; latent [V,L] is the code of each view's shape."""
+  return chunked(lambda latent, origin, direction: model.sdf(latent, render.sample_points(origin.unsqueeze(1), direction, samples)).min(-1),
+                 latent, origin, direction)                                                                    # [V,P]
 
 def iou(mask:np.ndarray, truth:np.ndarray) -> np.ndarray:
   """Intersection over union of hard masks [V,...] per view [V]; a view where both are empty counts 1."""
@@ -60,9 +64,10 @@ def silhouette_metrics(model:SDFSRN, data:dict, samples:int) -> tuple[dict, np.n
     if mine.any(): metrics[f"novel_iou_{family}"] = float(novel[mine].mean())
   return metrics | dict(novel_iou_per_shape=novel.mean(1).tolist()), latent, novel_sdf
 
-def evaluate(model:SDFSRN, data:dict, samples:int, seed:int, rotate:bool) -> tuple[dict, np.ndarray, list]:
+def evaluate(model:SDFSRN, data:dict, samples:int, seed:int, rotate:bool) -> tuple[dict, np.ndarray, list, dict]:
   """Everything in metrics.json: silhouettes and 3-D metrics of the training shapes and of HELD_OUT shapes never
-  trained on (drawn with another seed, each seen once through its input image, scored from the same novel views)."""
+  trained on (drawn with another seed, each seen once through its input image, scored from the same novel views);
+  the novel views' min_sdf, the meshes and the held-out data, for the figures."""
   start = time.perf_counter()
   data = {k: v[:SCORED_SHAPES] for k, v in data.items()}                 # the first SCORED_SHAPES training shapes
   metrics, latent, novel_sdf = silhouette_metrics(model, data, samples)
@@ -71,14 +76,14 @@ def evaluate(model:SDFSRN, data:dict, samples:int, seed:int, rotate:bool) -> tup
   held, held_latent, _ = silhouette_metrics(model, held_data, samples)
   log(f"evaluate: silhouettes of {HELD_OUT} held-out shapes ({time.perf_counter() - start:.0f} s)")
   predicted, baseline, meshes = evaluate_3d(predicted_grids(model, latent), data["shapes"], seed)
-  log(f"evaluate: 3-D metrics of the training shapes ({time.perf_counter() - start:.0f} s)")
+  log(f"evaluate: 3-D metrics and meshes of the training shapes ({time.perf_counter() - start:.0f} s)")
   held_predicted, held_baseline, _ = evaluate_3d(predicted_grids(model, held_latent), held_data["shapes"], seed + 1)
   log(f"evaluate: 3-D metrics of the held-out shapes ({time.perf_counter() - start:.0f} s)")
   metrics |= dict(novel_minus_train_iou=metrics["novel_iou"] - metrics["train_iou"], held_out_shapes=HELD_OUT)
   metrics |= {f"held_out_{k}": v for k, v in held.items() if k != "novel_iou_per_shape"}
   metrics |= predicted | {f"sphere_baseline_{k}": v for k, v in baseline.items()}
   metrics |= {f"held_out_{k}": v for k, v in held_predicted.items()} | {f"held_out_sphere_baseline_{k}": v for k, v in held_baseline.items()}
-  return metrics, novel_sdf, meshes
+  return metrics, novel_sdf, meshes, held_data
 
 # *** 3-D evaluation: the shapes are analytic, so the true surface is known exactly ***
 
@@ -154,67 +159,133 @@ def save_obj(path:str, vertices:np.ndarray, faces:np.ndarray):
 
 # *** figures ***
 
-def tile(rows:list[list[np.ndarray]], scale:int=2) -> Image.Image:
-  """Tile [H,W] gray or [H,W,3] colour images in [0,1] into a grid with 2-pixel gutters."""
-  rgb = lambda x: np.repeat(x[..., None], 3, -1) if x.ndim == 2 else x
-  h, w = rows[0][0].shape[:2]
-  grid = np.ones(((h + 2) * len(rows), (w + 2) * max(len(r) for r in rows), 3), np.float32)
-  for i, row in enumerate(rows):
-    for j, x in enumerate(row): grid[i * (h + 2):i * (h + 2) + h, j * (w + 2):j * (w + 2) + w] = rgb(x)
-  return Image.fromarray((grid.clip(0, 1) * 255).astype(np.uint8)).resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.NEAREST)
+def lit_rays(poses:np.ndarray, res:int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Camera origins [V,3], ray directions [V,P,3] and the input images' light [V,3] of poses [V,2]."""
+  return *shapes.view_rays(poses, res), np.stack([shapes.world_light(az, el) for az, el in poses])
 
-def difference(pred:np.ndarray, truth:np.ndarray) -> np.ndarray:
-  """Red: predicted but not there; blue: there but missed; white: agreement."""
-  return np.stack([1 - (truth - pred).clip(0, 1), 1 - np.abs(pred - truth), 1 - (pred - truth).clip(0, 1)], -1)
+def shaded_views(model:SDFSRN, latent:np.ndarray, poses:np.ndarray, res:int, samples:int) -> np.ndarray:
+  """Lambert-shaded pictures [V,H,W,3] of the predicted shapes (latent [V,L]) from poses [V,2], lit as the input images are."""
+  return chunked(lambda latent, origin, direction, light: render.shaded(lambda point: model.sdf(latent, point), origin.unsqueeze(1),
+                 direction, light, samples), latent, *lit_rays(poses, res)).reshape(len(poses), res, res, 3)
+
+def shaded_truth(shape:dict, poses:np.ndarray, res:int, samples:int) -> np.ndarray:
+  """The same pictures [V,H,W,3] of a true shape: its analytic SDF through the same renderer, so both sides are drawn alike."""
+  origin, direction, light = (Tensor(x) for x in lit_rays(poses, res))
+  sdf_fn = lambda point: Tensor(shapes.shape_sdf(shape, point.numpy()).astype(np.float32))
+  return render.shaded(sdf_fn, origin.unsqueeze(1), direction, light, samples).numpy().reshape(len(poses), res, res, 3)
+
+def checkpoint_iou(model:SDFSRN, data:dict, samples:int) -> float:
+  """Novel-view IoU of the first CHECK_SHAPES shapes, for the loss curve: cheap enough to measure at every checkpoint."""
+  return silhouette_metrics(model, {k: v[:CHECK_SHAPES] for k, v in data.items()}, samples)[0]["novel_iou"]
+
+def overlay(pred:np.ndarray, truth:np.ndarray) -> np.ndarray:
+  """Masks [...] -> RGB [...,3]: white where both, red predicted only, blue missed, black neither."""
+  pred, truth = pred > 0.5, truth > 0.5
+  return np.stack([pred, pred & truth, truth], -1).astype(np.float32)
+
+def sheet(rows:list[list[np.ndarray]], columns:list[str]=(), names:list[str]=(), title:str="") -> Image.Image:
+  """[H,W] gray or [H,W,3] colour images in [0,1], scaled to about TILE pixels and tiled on white under a title and a
+  label of up to two lines per column, after a label per row; an empty row leaves a gap."""
+  h, w = next(x for row in rows for x in row).shape[:2]
+  scale, head = max(1, TILE // w), LINE * (title.count("\n") + 1) * bool(title)
+  top, left, H, W = head + 2 * LINE * bool(columns), NAMES * bool(names), h * scale + GUTTER, w * scale + GUTTER   # H, W: one cell
+  image = Image.new("RGB", (left + W * max(map(len, rows)), top + H * len(rows)), "white")
+  for i, row in enumerate(rows):
+    for j, x in enumerate(row):
+      rgb = (np.repeat(x[..., None], 3, -1) if x.ndim == 2 else x).clip(0, 1)                                     # [H,W,3]
+      image.paste(Image.fromarray((rgb * 255).astype(np.uint8)).resize((w * scale, h * scale), Image.NEAREST), (left + j * W, top + i * H))
+  draw, where = ImageDraw.Draw(image), [(2, 0)] + [(left + j * W, head) for j in range(len(columns))] + [(2, top + i * H) for i in range(len(names))]
+  for xy, text in zip(where, [title, *columns, *names]): draw.multiline_text(xy, text, fill="black")
+  return image
 
 def triptych(model:SDFSRN, data:dict, samples:int, path:str):
-  """Input image, ground truth, prediction and difference on the training view of the first few shapes."""
-  res, n, rows = data["images"].shape[-1], min(FIGURE_SHAPES, len(data["images"])), []
+  """Input image, ground truth, prediction and their overlay on the training view of the first few shapes."""
+  res, n = data["images"].shape[-1], min(FIGURE_SHAPES, len(data["images"]))
   latent = model.encoder(Tensor(data["images"][:n])).numpy()                                                 # [n,L]
-  train_sdf = render_views(model, latent, *shapes.view_rays(data["poses"][:n], res), samples)               # [n,P]
-  for s in range(n):
-    pred, truth = (train_sdf[s] < 0).reshape(res, res).astype(np.float32), data["silhouettes"][s]
-    rows.append([data["images"][s].transpose(1, 2, 0), truth, pred, difference(pred, truth)])
-  tile(rows).save(path)
+  pred = render_views(model, latent, *shapes.view_rays(data["poses"][:n], res), samples).reshape(n, res, res) < 0   # [n,H,W]
+  rows = [[data["images"][s].transpose(1, 2, 0), data["silhouettes"][s], pred[s], overlay(pred[s], data["silhouettes"][s])] for s in range(n)]
+  sheet(rows, ["input", "truth", "model", "overlay"]).save(path)
 
-def novel_grid(data:dict, novel_sdf:np.ndarray, path:str):
-  res, rows = data["images"].shape[-1], []
-  for s in range(len(novel_sdf)):
-    pairs = [[data["novel_silhouettes"][s, v], (novel_sdf[s, v] < 0).reshape(res, res).astype(np.float32)] for v in range(novel_sdf.shape[1])]
-    rows.append([data["images"][s].transpose(1, 2, 0)] + [x for pair in pairs for x in pair])
-  tile(rows, scale=1).save(path)
+def novel_grid(data:dict, novel_sdf:np.ndarray, per_shape:list[float], path:str, worst:int=8, best:int=4):
+  """Per training shape a row, worst novel-view IoU first: family and IoU, the input image, one overlay per novel view.
+  Of more than worst + best shapes, only the worst and the best, with a gap between."""
+  S, V, res = *novel_sdf.shape[:2], data["images"].shape[-1]
+  order = list(np.argsort(per_shape, kind="stable"))
+  shown = order if S <= worst + best else order[:worst] + [None] + order[-best:]
+  rows = [[] if s is None else [data["images"][s].transpose(1, 2, 0)] +
+          [overlay(novel_sdf[s, v].reshape(res, res) < 0, data["novel_silhouettes"][s, v]) for v in range(V)] for s in shown]
+  names = [f"{S - worst - best} more\nnot shown" if s is None else f"{data['shapes'][s]['family']}\nIoU {per_shape[s]:.3f}" for s in shown]
+  columns = ["input"] + [f"az +{az:.0f}\nel {el:+.0f}" for az, el in shapes.novel_poses(0)]
+  title = f"novel views of {S} training shapes by novel-view IoU, worst first" + (f": the worst {worst} and the best {best}" if None in shown else "")
+  title += "\nwhite: both   red: predicted only   blue: missed   black: neither   (az: degrees from the input view)"
+  sheet(rows, columns, names, title).save(path)
 
-def turntable(model:SDFSRN, data:dict, samples:int, path:str):
-  """GIF of the first shape of each family spinning: ground truth beside prediction."""
-  first = [next(i for i, s in enumerate(data["shapes"]) if s["family"] == f) for f in shapes.FAMILIES if any(s["family"] == f for s in data["shapes"])]
-  res, azimuth = data["images"].shape[-1], np.arange(TURNTABLE_FRAMES) * 360 / TURNTABLE_FRAMES
-  poses = np.stack([np.stack([azimuth, np.full_like(azimuth, TURNTABLE_ELEVATION)], 1)] * len(first))      # [F,T,2]
-  latent = model.encoder(Tensor(data["images"][first])).numpy().repeat(TURNTABLE_FRAMES, 0)
-  pred = (render_views(model, latent, *shapes.view_rays(poses, res), samples) < 0).reshape(len(first), TURNTABLE_FRAMES, res, res)
-  frames = [tile([[x for k, s in enumerate(first) for x in (shapes.render_view(data["shapes"][s], *poses[k, t], res)[1], pred[k, t].astype(np.float32))]])
-            for t in range(TURNTABLE_FRAMES)]
+def turntable_poses() -> np.ndarray:
+  azimuth = np.arange(TURNTABLE_FRAMES, dtype=np.float32) * 360 / TURNTABLE_FRAMES
+  return np.stack([azimuth, np.full_like(azimuth, TURNTABLE_ELEVATION)], 1)                                   # [T,2]
+
+def save_gif(columns:list[np.ndarray], labels:list[str], path:str):
+  """A looping GIF whose frame t shows frame t of every column [T,H,W,3] side by side, each under its label."""
+  frames = [sheet([[column[t] for column in columns]], labels) for t in range(TURNTABLE_FRAMES)]
   frames[0].save(path, save_all=True, append_images=frames[1:], duration=80, loop=0)
 
-def loss_curve(history:list[float], metrics:dict, path:str, size=(640, 360), margin=50):
-  """Training loss per epoch on a log scale, with the final silhouette metrics written in."""
-  image = Image.new("RGB", size, "white")
-  draw, (w, h) = ImageDraw.Draw(image), size
-  low, high = np.log10(min(history)), np.log10(max(history))
-  xy = [(margin + (w - 2 * margin) * i / max(1, len(history) - 1), h - margin - (h - 2 * margin) * (np.log10(l) - low) / max(high - low, 1e-9))
-        for i, l in enumerate(history)]
-  draw.line([(margin, margin), (margin, h - margin), (w - margin, h - margin)], fill="black")
-  draw.line(xy, fill=(200, 60, 40), width=2)
-  draw.text((margin, h - margin + 8), f"epoch 1 .. {len(history)}", fill="black")
-  draw.text((4, margin - 20), f"training loss, log scale {10 ** high:.3g} .. {10 ** low:.3g}", fill="black")
-  draw.text((w // 2, margin), "\n".join(f"{k} {metrics[k]:.4f}" for k in ("train_mse", "train_iou", "novel_iou", "held_out_novel_iou") if k in metrics), fill="black")
+def turntable(model:SDFSRN, data:dict, held_data:dict, samples:int, path:str):
+  """GIF of the first shape of each family and the first held-out shape spinning: shaded truth beside shaded prediction."""
+  families = [s["family"] for s in data["shapes"]]
+  first = [families.index(f) for f in shapes.FAMILIES if f in families]
+  shown = [data["shapes"][i] for i in first] + held_data["shapes"][:1]
+  images = np.concatenate([data["images"][first], held_data["images"][:1]])                                   # [K,3,H,W]
+  (K, _, res, _), poses = images.shape, turntable_poses()
+  latent = model.encoder(Tensor(images)).numpy().repeat(TURNTABLE_FRAMES, 0)                                  # [K*T,L]
+  pred = shaded_views(model, latent, np.tile(poses, (K, 1)), res, samples).reshape(K, TURNTABLE_FRAMES, res, res, 3)
+  columns = [x for shape, p in zip(shown, pred) for x in (shaded_truth(shape, poses, res, samples), p)]
+  labels = [x for k, s in enumerate(shown) for x in (f"{s['family']}{', held out' if k == len(first) else ''}\ntruth", "\nmodel")]
+  save_gif(columns, labels, path)
+
+def to_pixel(value, low:float, high:float, first:float, last:float, log:bool=False) -> np.ndarray:
+  """Pixel column or row of data values on an axis that runs from low at pixel first to high at pixel last, linear or log10."""
+  f = np.log10 if log else np.asarray
+  return first + (last - first) * (f(np.asarray(value, np.float64)) - f(low)) / (f(high) - f(low))
+
+def loss_curve(history:list[float], metrics:dict, path:str, size=(760, 440), margin=(70, 60, 60, 46)):
+  """The training loss per epoch on a log axis (left, decade ticks) and the novel-view IoU measured at the checkpoints
+  (metrics["checkpoint_novel_iou"], (epoch, IoU) pairs) on a linear axis from 0 to 1 (right); margins left, top, right, bottom."""
+  image, (w, h), (left, top, right, bottom), E = Image.new("RGB", size, "white"), size, margin, len(history)
+  draw, checks = ImageDraw.Draw(image), metrics.get("checkpoint_novel_iou", [])
+  low, high = np.floor(np.log10(min(history))), np.ceil(np.log10(max(history)))
+  high += high == low                                                                                          # at least one decade
+  x = lambda epoch: float(to_pixel(epoch, 0, E, left, w - right))
+  y = lambda loss: float(to_pixel(loss, 10 ** low, 10 ** high, h - bottom, top, log=True))
+  y_iou = lambda v: float(to_pixel(v, 0, 1, h - bottom, top))
+  step = next(s for s in (m * 10 ** k for k in range(9) for m in (1, 2, 5)) if E <= 8 * s)                   # at most 9 epoch ticks
+  ticks = [((x(e), h - bottom), (0, 5), str(e), "ma") for e in range(0, E + 1, step)]                          # (where, length, label, anchor)
+  ticks += [((left, y(10 ** k)), (-5, 0), f"{10.0 ** k:g}", "rm") for k in np.arange(low, high + 1)]
+  ticks += [((left, y(m * 10 ** k)), (-2, 0), "", "rm") for k in np.arange(low, high) for m in range(2, 10)]  # minor: 2..9 per decade
+  ticks += [((w - right, y_iou(v)), (5, 0), f"{v:.1f}", "lm") for v in np.linspace(0, 1, 6)] * bool(checks)
+  for (px, py), (dx, dy), text, anchor in ticks:
+    draw.line([(px, py), (px + dx, py + dy)], fill="black")
+    draw.text((px + 2 * dx, py + 2 * dy), text, fill="black", anchor=anchor)
+  draw.rectangle([left, top, w - right, h - bottom], outline="black")
+  draw.line([(x(epoch + 1), y(loss)) for epoch, loss in enumerate(history)], fill=LOSS_COLOUR, width=2)
+  for epoch, v in checks: draw.ellipse([x(epoch) - 4, y_iou(v) - 4, x(epoch) + 4, y_iou(v) + 4], fill=IOU_COLOUR)
+  draw.text(((left + w - right) / 2, h - 18), "epoch", fill="black", anchor="ma")
+  draw.text((left, top - 6), "training loss", fill="black", anchor="ls")
+  if checks: draw.text((w - right, top - 6), "novel-view IoU", fill="black", anchor="rs")
+  draw.line([(left, 14), (left + 16, 14)], fill=LOSS_COLOUR, width=2)                                        # the legend
+  draw.text((left + 22, 14), "training loss, mean per epoch (left axis)", fill="black", anchor="lm")
+  if checks:
+    draw.ellipse([left + 4, 28, left + 12, 36], fill=IOU_COLOUR)
+    draw.text((left + 22, 32), f"novel-view IoU of the first {CHECK_SHAPES} shapes at the checkpoints (right axis)", fill="black", anchor="lm")
   image.save(path)
 
-def write_figures(model:SDFSRN, data:dict, samples:int, out:str, metrics:dict, novel_sdf:np.ndarray, meshes:list, history:list[float]) -> list[str]:
+def write_figures(model:SDFSRN, data:dict, held_data:dict, samples:int, out:str, metrics:dict, novel_sdf:np.ndarray, meshes:list,
+                  history:list[float]) -> list[str]:
   """Everything a finished run draws and writes next to its checkpoint; returns the paths."""
-  paths = [os.path.join(out, name) for name in ("novel_views.png", "turntable.gif", "loss_curve.png", "metrics.json")]
-  novel_grid(data, novel_sdf, paths[0])
-  turntable(model, data, samples, paths[1])
+  start, paths = time.perf_counter(), [os.path.join(out, name) for name in ("novel_views.png", "turntable.gif", "loss_curve.png", "metrics.json")]
+  novel_grid(data, novel_sdf, metrics["novel_iou_per_shape"], paths[0])
+  turntable(model, data, held_data, samples, paths[1])
   loss_curve(history, metrics, paths[2])
+  log(f"figures: novel views, turntable, loss curve ({time.perf_counter() - start:.0f} s)")
   for i, mesh in enumerate(meshes[:FIGURE_SHAPES]):
     paths.append(os.path.join(out, f"shape_{i:02d}_{data['shapes'][i]['family']}.obj"))
     save_obj(paths[-1], *mesh)
@@ -240,7 +311,7 @@ def evaluate_checkpoint(path:str):
 
 def reconstruct(path:str, image_path:str, out:str):
   """Encode a user's image (any size or mode: converted to RGB and resized like the training images) and write its
-  silhouettes from the six standard novel azimuths at +-20 degrees and its mesh."""
+  shaded views from the six standard novel azimuths at +-20 degrees, a turntable and its mesh."""
   model, cfg = load_for_eval(path)
   try: image = Image.open(image_path).convert("RGB").resize((cfg["res"], cfg["res"]), Image.BILINEAR)
   except (OSError, UnidentifiedImageError) as e: fail(f"cannot read {image_path} as an image: {e}")
@@ -248,9 +319,11 @@ def reconstruct(path:str, image_path:str, out:str):
   try: os.makedirs(out, exist_ok=True)
   except OSError as e: fail(f"cannot write to {out}: {e}")
   latent, poses = model.encoder(Tensor(pixels)).numpy(), shapes.novel_poses(-30.0)                         # azimuths 0, 60, ...
-  sdf = render_views(model, latent.repeat(len(poses), 0), *shapes.view_rays(poses, cfg["res"]), cfg["samples"])  # [V,P]
-  name = os.path.splitext(os.path.basename(image_path))[0]
-  tile([[pixels[0].transpose(1, 2, 0)] + [(x < 0).reshape(cfg["res"], cfg["res"]).astype(np.float32) for x in sdf]]).save(os.path.join(out, f"{name}_views.png"))
+  views = shaded_views(model, latent.repeat(len(poses), 0), poses, cfg["res"], cfg["samples"])            # [V,H,W,3]
+  name = os.path.join(out, os.path.splitext(os.path.basename(image_path))[0])
+  sheet([[pixels[0].transpose(1, 2, 0), *views]], ["input"] + [f"az {az:.0f}\nel {el:+.0f}" for az, el in poses]).save(f"{name}_views.png")
+  spin = shaded_views(model, latent.repeat(TURNTABLE_FRAMES, 0), turntable_poses(), cfg["res"], cfg["samples"])   # [T,H,W,3]
+  save_gif([spin], ["model"], f"{name}_turntable.gif")
   vertices, faces = render.surface_nets(predicted_grids(model, latent)[0])
-  if len(faces): save_obj(os.path.join(out, f"{name}.obj"), vertices, faces)
-  print(f"wrote {os.path.join(out, name)}_views.png" + (f" and {name}.obj" if len(faces) else " (the predicted surface is empty: no mesh)"))
+  if len(faces): save_obj(f"{name}.obj", vertices, faces)
+  print(f"wrote {name}_views.png, {name}_turntable.gif" + (f" and {name}.obj" if len(faces) else " (the predicted surface is empty: no mesh)"))

@@ -121,7 +121,7 @@ def train(args):
   model = SDFSRN(args.res, symmetric=args.symmetric)
   opt = nn.optim.Adam(nn.state.get_parameters(model), lr=LR)
   step = make_step(model, opt, device_data(data, args.supervise_3d, args.seed), args.samples, args.shading, args.supervise_3d)
-  checkpoint, first, history = os.path.join(args.out, "model.safetensors"), 0, []
+  checkpoint, first, history, checks = os.path.join(args.out, "model.safetensors"), 0, [], []   # checks: (epoch, novel-view IoU)
   if args.resume:
     if not os.path.isfile(checkpoint): fail(f"nothing to resume: no {checkpoint}")
     try: first, saved, history = load_checkpoint(checkpoint, model, opt)
@@ -147,12 +147,13 @@ def train(args):
     if interrupted: sys.exit(f"interrupted: saved epoch {epoch + 1} to {checkpoint}; continue with the same flags and --resume")
     if (epoch + 1) % FIGURE_EVERY == 0 or epoch + 1 == args.epochs:
       evaluate.triptych(model, data, args.samples, os.path.join(args.out, f"triptych_{epoch + 1:04d}.png"))
+      checks.append((epoch + 1, evaluate.checkpoint_iou(model, data, args.samples)))
   signal.signal(signal.SIGINT, signal.default_int_handler)
   trained = time.perf_counter() - start
-  metrics, novel_sdf, meshes = evaluate.evaluate(model, data, args.samples, args.seed, args.rotate)
-  metrics |= dict(epochs=args.epochs, config=config(args), train_seconds=round(trained, 1), device=Device.DEFAULT)
+  metrics, novel_sdf, meshes, held_data = evaluate.evaluate(model, data, args.samples, args.seed, args.rotate)
+  metrics |= dict(epochs=args.epochs, config=config(args), train_seconds=round(trained, 1), device=Device.DEFAULT, checkpoint_novel_iou=checks)
   log("drawing figures")
-  paths = evaluate.write_figures(model, data, args.samples, args.out, metrics | dict(wall_seconds=round(time.perf_counter() - start, 1),
+  paths = evaluate.write_figures(model, data, held_data, args.samples, args.out, metrics | dict(wall_seconds=round(time.perf_counter() - start, 1),
                                  loss_history=history), novel_sdf, meshes, history)
   log(f"training MSE {metrics['train_mse']:.4f}, novel-view IoU {metrics['novel_iou']:.3f}, volumetric IoU {metrics['volume_iou']:.3f} "
       f"(best sphere {metrics['sphere_baseline_volume_iou']:.3f}); held out: novel-view IoU {metrics['held_out_novel_iou']:.3f}, "
