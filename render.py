@@ -11,7 +11,7 @@ import shapes
 # B images, R rays per image, N samples per ray
 BOUND = 1.0        # every shape lies inside this sphere (shapes.py), so samples outside it are wasted
 SCORE_TEMPERATURE = 0.01   # the paper's silhouette MSE is scored at this temperature (training anneals down to it)
-BISECTIONS = 6     # halvings of the bracketing interval of the first crossing: chord/N/64, under 2e-3 at N = 24
+BISECTIONS = 4     # halvings of the bracketing interval of the first crossing (chord/N/16, under 6e-3 at N = 24) before a secant step
 NORMAL_EPS = 1e-2  # central-difference step for normals: any sdf_fn works (numpy ground truth too), and a ReLU
                    # decoder's exact gradient is piecewise constant, so a step of about a grid cell smooths it
 SdfFn = Callable[[Tensor], Tensor]   # points [...,3] -> SDF [...]
