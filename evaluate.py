@@ -252,6 +252,7 @@ def loss_curve(history:list[float], metrics:dict, path:str, size=(760, 440), mar
   (metrics["checkpoint_novel_iou"], (epoch, IoU) pairs) on a linear axis from 0 to 1 (right); margins left, top, right, bottom."""
   image, (w, h), (left, top, right, bottom), E = Image.new("RGB", size, "white"), size, margin, len(history)
   draw, checks = ImageDraw.Draw(image), metrics.get("checkpoint_novel_iou", [])
+  history = [max(loss, 1e-9) for loss in history]   # a log axis has no 0, which is every loss read on tinygrad's NULL device
   low, high = np.floor(np.log10(min(history))), np.ceil(np.log10(max(history)))
   high += high == low                                                                                          # at least one decade
   x = lambda epoch: float(to_pixel(epoch, 0, E, left, w - right))
@@ -295,6 +296,7 @@ def write_figures(model:SDFSRN, data:dict, held_data:dict, samples:int, out:str,
 # *** a checkpoint from the command line: --eval, --image ***
 
 def load_for_eval(path:str) -> tuple[SDFSRN, dict]:
+  log(f"device {Device.DEFAULT}; reading {path}")
   if not os.path.isfile(path): fail(f"no checkpoint at {path}")
   try: cfg = read_config(path)
   except Exception: fail(f"{path} is not a Mini SDF-SRN checkpoint (safetensors with a config)")
@@ -309,13 +311,31 @@ def evaluate_checkpoint(path:str):
   metrics = evaluate(model, data, cfg["samples"], cfg["seed"], cfg["rotate"])[0]
   print(json.dumps(metrics | dict(device=Device.DEFAULT)))
 
+def read_image(path:str, res:int) -> np.ndarray:
+  """A user's picture as the network's input [3,res,res] in [0,1]: any size or mode, resized like the training images.
+  The network has only seen shapes on black, so transparency is composited on black and a light background is filled
+  with black from the corners, each said when done."""
+  try:
+    image = Image.open(path)
+    if image.mode.startswith("I"): image = Image.fromarray((np.asarray(image) / 257).clip(0, 255).astype(np.uint8))   # 16-bit: to 8
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+      log(f"{path} has transparency: composited on black, the training images' background")
+      image = Image.alpha_composite(Image.new("RGBA", image.size, "black"), image.convert("RGBA"))
+    image = image.convert("RGB").resize((res, res), Image.BILINEAR)
+  except Image.DecompressionBombError as e: fail(f"{path} is too large to read safely ({e}); shrink it first, the network reads {res}x{res}")
+  except (OSError, UnidentifiedImageError) as e: fail(f"cannot read {path} as an image: {e}")
+  rgb = np.asarray(image, np.float32) / 255                                                                     # [H,W,3]
+  if np.median(np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]]).mean(-1)) > 0.5:                        # a light border
+    log(f"{path} has a light background: filled with black from the corners, as the training images have")
+    for corner in ((0, 0), (res - 1, 0), (0, res - 1), (res - 1, res - 1)): ImageDraw.floodfill(image, corner, (0, 0, 0), thresh=60)
+    rgb = np.asarray(image, np.float32) / 255
+  return rgb.transpose(2, 0, 1)                                                                                 # [3,H,W]
+
 def reconstruct(path:str, image_path:str, out:str):
   """Encode a user's image (any size or mode: converted to RGB and resized like the training images) and write its
   shaded views from the six standard novel azimuths at +-20 degrees, a turntable and its mesh."""
   model, cfg = load_for_eval(path)
-  try: image = Image.open(image_path).convert("RGB").resize((cfg["res"], cfg["res"]), Image.BILINEAR)
-  except (OSError, UnidentifiedImageError) as e: fail(f"cannot read {image_path} as an image: {e}")
-  pixels = (np.asarray(image, np.float32) / 255).transpose(2, 0, 1)[None]                                  # [1,3,H,W]
+  pixels = read_image(image_path, cfg["res"])[None]                                                         # [1,3,H,W]
   try: os.makedirs(out, exist_ok=True)
   except OSError as e: fail(f"cannot write to {out}: {e}")
   latent, poses = model.encoder(Tensor(pixels)).numpy(), shapes.novel_poses(-30.0)                         # azimuths 0, 60, ...

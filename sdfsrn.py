@@ -2,7 +2,7 @@
 # al. 2019) maps [latent, xyz] to a signed distance. Trained only through the silhouettes of render.py (see train.py).
 # Leaves out SDF-SRN's hypernetwork (its encoder emits decoder weights), its learned LSTM ray marcher and its colour branch.
 # Checkpoints live here too: training and evaluation both read them.
-import json, math, os
+import errno, json, math, os, pathlib, shutil
 from tinygrad import Tensor, nn
 
 # B images, L latent size, C width of the decoder, ... any number of point axes (R rays, N samples)
@@ -75,10 +75,21 @@ class SDFSRN:
 # *** checkpoints: safetensors only (loading one cannot run code), written to a temporary file and renamed ***
 
 def save_checkpoint(path:str, model:SDFSRN, opt:nn.optim.Optimizer, epoch:int, config:dict, history:list[float]):
+  """Raises OSError, with the previous checkpoint whole and no partial file left, where the disk cannot hold this one."""
   state = {f"model.{k}": v for k, v in nn.state.get_state_dict(model).items()}
   state |= {f"adam.{k}": v for k, v in nn.state.get_state_dict(opt).items() if not k.startswith("params.")}
-  nn.state.safe_save(state, path + ".tmp", metadata=dict(epoch=str(epoch), config=json.dumps(config), history=json.dumps(history)))
-  os.replace(path + ".tmp", path)   # atomic: a kill during the save leaves the previous checkpoint whole
+  metadata, tmp = dict(epoch=str(epoch), config=json.dumps(config), history=json.dumps(history)), path + ".tmp"
+  pathlib.Path(tmp).unlink(missing_ok=True)   # left by a kill during an earlier save: its space is free for this one
+  # safe_save writes through a memory map, and a full disk turns a write into the page into SIGBUS, which kills the
+  # process without a word: so measure first (the JSON header holds the metadata and under 256 bytes per tensor)
+  size = sum(v.nbytes() for v in state.values()) + len(json.dumps(metadata)) + 256 * len(state)
+  if (free := shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free) < size:
+    raise OSError(errno.ENOSPC, f"no room for the checkpoint ({size / 2**20:.1f} MiB needed, {free / 2**20:.1f} MiB free)", tmp)
+  try: nn.state.safe_save(state, tmp, metadata=metadata)
+  except BaseException:                       # any error, Ctrl-C too: a partial file is no checkpoint
+    pathlib.Path(tmp).unlink(missing_ok=True)
+    raise
+  os.replace(tmp, path)   # atomic: a kill during the save leaves the previous checkpoint whole
 
 def load_checkpoint(path:str, model:SDFSRN, opt:nn.optim.Optimizer|None=None) -> tuple[int, dict, list[float]]:
   state = nn.state.safe_load(path)

@@ -5,13 +5,14 @@
 import os
 # tinygrad 0.13+ asserts on the old METAL=1 / CUDA=1 / CPU=1 / CLANG=1 spellings that our users type: turn them into
 # DEV=... before tinygrad is imported (CLANG became the CPU device).
-for old, new in (("METAL", "METAL"), ("CUDA", "CUDA"), ("NV", "NV"), ("AMD", "AMD"), ("CPU", "CPU"), ("CLANG", "CPU")):
-  if os.environ.pop(old, "") == "1": os.environ.setdefault("DEV", new)
-import argparse, json, math, signal, sys, time
+for old in ("METAL", "AMD", "NV", "CUDA", "QCOM", "CL", "CPU", "CLANG", "WEBGPU"):
+  if os.environ.pop(old, "") == "1": os.environ.setdefault("DEV", "CPU" if old == "CLANG" else old)
+import argparse, fcntl, json, math, platform, signal, sys, time
 import numpy as np
 from tinygrad import Tensor, TinyJit, Device, Context, nn
-from tinygrad.helpers import tqdm
-import evaluate, render, shapes
+from tinygrad.device import ALL_DEVICES
+from tinygrad.helpers import DEV, tqdm
+import evaluate, render, sdfsrn, shapes
 from evaluate import fail, log
 from sdfsrn import SDFSRN, save_checkpoint, load_checkpoint
 
@@ -160,9 +161,64 @@ def train(args):
       f"volumetric IoU {metrics['held_out_volume_iou']:.3f} (best sphere {metrics['held_out_sphere_baseline_volume_iou']:.3f})")
   log(f"{time.perf_counter() - start:.0f} s in all (training {trained:.0f} s); wrote {checkpoint} " + " ".join(paths))
 
+# *** starting and stopping: the output folder, memory, the device, what a failure leaves ***
+
 def make_out(path:str):
-  try: os.makedirs(path, exist_ok=True)
+  """Create the output folder and lock it for the life of the process: a second run writing there would mix its
+  checkpoints and figures with this one's."""
+  try:
+    os.makedirs(path, exist_ok=True)
+    lock = os.open(os.path.join(path, ".lock"), os.O_RDWR | os.O_CREAT)   # never closed: the lock ends with the process
   except OSError as e: fail(f"cannot write to {path}: {e}")
+  try: fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except BlockingIOError: fail(f"another run (pid {os.read(lock, 20).decode() or '?'}) is writing to {path}: wait for it, or pick another --out")
+  os.ftruncate(lock, 0)
+  os.write(lock, str(os.getpid()).encode())
+
+def memory_needed(args) -> dict[str, float]:
+  """GiB a training run holds at its peak, roughly, by part: the datasets and their rays (host and device), the encoder's
+  first fully connected layer with its gradient and Adam's moments (the other parameters are small), a step's decoder
+  activations, and the evaluation's (the decoder on CHUNK whole views or the 3-D grid; the encoder on the scored shapes).
+  The decoder keeps about four layers of WIDTH floats per point alive: a default step measured 89 MiB, estimated 82."""
+  P, point = args.res ** 2, 4 * 4 * sdfsrn.WIDTH                                                          # pixels; bytes per point
+  parts = dict(data=4 * P * (args.shapes + evaluate.HELD_OUT) * (19 + 9 * args.views),
+               model=4 * 4 * 256 * 256 * P // 16 ** 2,                                                 # [256, 256*(H/16)^2]
+               step=point * min(BATCH, args.shapes) * P // BLOCK ** 2 * args.samples,
+               evaluation=max(point * evaluate.CHUNK * P * args.samples, point * evaluate.GRID ** 3,
+                              4 * 30 * P * min(args.shapes, evaluate.SCORED_SHAPES)))                 # conv activations: 30 floats a pixel
+  return {k: v / 2 ** 30 for k, v in parts.items()}
+
+def start_device():
+  """Open tinygrad's device and compile a vectorised kernel on it with the compile cache off, so that a missing driver,
+  compiler or clang, or a compiler that fails on vectors (DEV=CPU:LLVM with some libLLVM), is one line now, not a
+  traceback in the first step."""
+  try:
+    with Context(CACHELEVEL=0): (Tensor.ones(64).contiguous() + 1).realize()
+  except Exception as e: fail(device_error(e))
+
+def device_error(e:Exception) -> str:
+  """What to do, for each way tinygrad 0.14 fails to start a device on our users' machines."""
+  name, why = DEV.device or "the default device", f"{type(e).__name__}: {next(iter(str(e).splitlines()), '')}"
+  works_here = "`python -m tinygrad.device` lists the devices that work here"
+  if isinstance(e, ModuleNotFoundError) and (e.name or "").startswith("tinygrad.runtime.ops_"):
+    renamed = " (clang and LLVM compile for the CPU device now: DEV=CPU)" if name in ("CLANG", "LLVM") else ""
+    return f"tinygrad has no device {name}{renamed}; it has {', '.join(ALL_DEVICES)}: {works_here}"
+  if "nvrtc" in why.lower():
+    return (f"{name} compiles CUDA C with NVRTC, which is missing (the CUDA toolkit or pip's nvidia-cuda-nvrtc has it; NVRTC_PATH "
+            f"names the library): install it, or use DEV=CUDA:PTX, which needs only the driver")
+  if (isinstance(e, FileNotFoundError) and "clang" in str(e)) or "no usable devices" in str(e):
+    return "tinygrad's CPU device compiles with clang, which is missing: apt-get install clang (macOS: xcode-select --install)"
+  if name == "METAL" and platform.system() != "Darwin":
+    return f"Metal runs only on macOS and this is {platform.system()}: leave out METAL=1 / DEV=METAL; {works_here}"
+  if name in ("CUDA", "NV"):
+    return f"{name} found no NVIDIA GPU and driver ({why}): install the driver, or leave out {name}=1 / DEV={name}; {works_here}"
+  return f"tinygrad cannot start {repr(DEV) or 'the default device'} ({why}); {works_here}"
+
+def kept(args) -> str:
+  """What a run that fails after its start leaves behind."""
+  checkpoint = args.eval or os.path.join(args.out, "model.safetensors")
+  if not os.path.isfile(checkpoint): return "no checkpoint was saved"
+  return f"{checkpoint} is whole" + ("" if args.eval else ": the same flags with --resume go on from it")
 
 if __name__ == "__main__":
   parser = argparse.ArgumentParser(description="Train Mini SDF-SRN on synthetic shapes from single-view silhouettes.")
@@ -186,10 +242,23 @@ if __name__ == "__main__":
   if args.epochs < 1 or args.shapes < 1 or args.samples < 2 or args.views < 1: parser.error("--epochs, --shapes, --views must be >= 1 and --samples >= 2")
   if args.res < 16 or args.res % 16: parser.error("--res must be a multiple of 16 (four stride-2 convolutions and 4x4 ray blocks)")
   if args.symmetric and args.rotate: parser.error("--symmetric assumes shapes mirror-symmetric about the coordinate planes; rotated shapes (--rotate) are not")
-  try: Tensor([1.0]).realize()
-  except Exception as e: fail(f"tinygrad cannot start device {os.environ.get('DEV', 'default')} ({type(e).__name__}: {e}); the CPU device needs clang "
-                              "(apt-get install clang), or pick another with DEV=CPU/CUDA/METAL/...")
+  if args.seed < 0: parser.error("--seed must be >= 0 (numpy's generators take no negative seeds)")
+  if not 0 <= args.shading < math.inf: parser.error("--shading WEIGHT must be a finite number >= 0")
   if args.image and not args.eval: parser.error("--image needs --eval CKPT")
-  if args.image: evaluate.reconstruct(args.eval, args.image, args.out)
-  elif args.eval: evaluate.evaluate_checkpoint(args.eval)
-  else: train(args)
+  if args.eval and (ignored := [f"--{k.replace('_', '-')}" for k in ("epochs", "shapes", "res", "samples", "seed", "rotate", "views", "symmetric",
+                                "shading", "supervise_3d", "resume") if getattr(args, k) != parser.get_default(k)]):
+    parser.error(f"--eval takes its settings from the checkpoint and would ignore {' '.join(ignored)}")
+  total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30
+  if not args.eval and sum((need := memory_needed(args)).values()) > total:
+    fail(f"--shapes {args.shapes} --res {args.res} --samples {args.samples} --views {args.views} need about {sum(need.values()):.0f} GiB of memory "
+         f"({', '.join(f'{k} {v:.1f}' for k, v in need.items())}), more than the {total:.0f} GiB here: lower them")
+  try:
+    start_device()
+    if args.image: evaluate.reconstruct(args.eval, args.image, args.out)
+    elif args.eval: evaluate.evaluate_checkpoint(args.eval)
+    else: train(args)
+  except (KeyboardInterrupt, MemoryError, OSError) as e:   # how a started run fails without a bug: one line, and what survived
+    why = ("interrupted" if isinstance(e, KeyboardInterrupt) else f"out of memory ({e})" if isinstance(e, MemoryError) else
+           f"{f'{e.filename}: ' if e.filename else ''}{e.strerror or e}")
+    print(file=sys.stderr)                                  # off the line of a progress bar left open
+    fail(f"{why}; {kept(args)}")
