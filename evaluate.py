@@ -6,41 +6,40 @@ import numpy as np
 from PIL import Image, ImageDraw, UnidentifiedImageError
 from tinygrad import Tensor, TinyJit, Device
 import render, shapes
-from sdfsrn import SDFSRN, load_checkpoint, read_config
+from sdfsrn import SDFSRN, load_checkpoint, read_metadata
 
-# S shapes, V views, P = H*W pixels, L latent size, G grid cells per axis
+# S shapes, V views, P = H*W pixels, L latent size, G grid cells per axis, T turntable frames
 CHUNK = 4                                  # views rendered at once when evaluating full images
 HELD_OUT = 30                              # shapes drawn with seed + 1 and never trained on, to measure generalisation
 SCORED_SHAPES = 100                        # training shapes scored (the first ones): evaluation costs no more past this
 GRID = 64                                  # SDF grid over the bounding cube for volumetric IoU and meshes
-SURFACE_POINTS = 5000                      # points on each surface for Chamfer-L1 and F-score
+SURFACE_POINTS, MESH_POINTS = 5000, 20000  # points on each true surface and on each predicted mesh, for Chamfer-L1 and F-score
+NEAREST_ROWS = 1000                        # points per matrix product in nearest(): [1000, MESH_POINTS] float32 is 80 MB
 F_THRESHOLDS = (0.02, 0.05)                # F-score distance thresholds, world units (the bounding sphere has radius 1)
 FIGURE_SHAPES = 6                          # shapes in the triptych, meshes written
 CHECK_SHAPES = 3                           # shapes whose novel-view IoU train.py measures at each checkpoint (one per family)
-TURNTABLE_FRAMES = 24                      # frames of the 360-degree turntable GIF
+TURNTABLE_FRAMES, FRAME_MS = 24, 80        # the 360-degree turntable GIF: frames, milliseconds each
 TURNTABLE_ELEVATION = 20.0                 # degrees; the training views lie within +-shapes.MAX_ELEVATION
 TILE = 128                                 # pixels per image in the figures: nearest-neighbour scaled by TILE // res
-GUTTER, LINE, NAMES = 4, 14, 70           # pixels between images, per line of PIL's default font, for the row labels
+GUTTER, LINE, NAMES = 4, 14, 70            # pixels between images, per line of PIL's default font, for the row labels
 LOSS_COLOUR, IOU_COLOUR = (200, 60, 40), (40, 90, 200)
+FILL_THRESHOLD = 60                        # --image: the most a light background's RGB may differ (summed) from a corner's and be filled
 
 def fail(message:str): sys.exit(f"error: {message}")
-
 def log(message:str): print(message, flush=True)
 
 # *** silhouettes on full images ***
 
 def chunked(fn, *arrays:np.ndarray) -> np.ndarray:
-  """fn over arrays [V,...], CHUNK rows at a time under one TinyJit (the last chunk is padded so every call has the same
-  shapes)."""
-  jitted, V = TinyJit(lambda *x: fn(*x).realize()), len(arrays[0])
-  pad = -V % CHUNK
+  """fn over arrays [V,...], CHUNK rows at a time under one TinyJit (the last chunk padded: a jit replays fixed shapes)."""
+  jitted, V, pad = TinyJit(lambda *x: fn(*x).realize()), len(arrays[0]), -len(arrays[0]) % CHUNK
   arrays = [np.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1)) for x in arrays]
   return np.concatenate([jitted(*(Tensor(x[i:i + CHUNK]) for x in arrays)).numpy() for i in range(0, V + pad, CHUNK)])[:V]
 
-def render_views(model:SDFSRN, latent:np.ndarray, origin:np.ndarray, direction:np.ndarray, samples:int) -> np.ndarray:
-  """min_sdf [V,P] of every pixel of V views; latent [V,L] is the code of each view's shape."""
-  return chunked(lambda latent, origin, direction: model.sdf(latent, render.sample_points(origin.unsqueeze(1), direction, samples)).min(-1),
-                 latent, origin, direction)                                                                    # [V,P]
+def render_views(model:SDFSRN, latent:np.ndarray, poses:np.ndarray, res:int, samples:int) -> np.ndarray:
+  """min_sdf [V,P] of every pixel of the views poses [V,2] (or [S,V,2]) of the shapes latent [V,L]."""
+  min_sdf = lambda latent, origin, direction: model.sdf(latent, render.sample_points(origin.unsqueeze(1), direction, samples)).min(-1)
+  return chunked(min_sdf, latent, *shapes.view_rays(poses, res))                                              # [V,P]
 
 def iou(mask:np.ndarray, truth:np.ndarray) -> np.ndarray:
   """Intersection over union of hard masks [V,...] per view [V]; a view where both are empty counts 1."""
@@ -49,40 +48,36 @@ def iou(mask:np.ndarray, truth:np.ndarray) -> np.ndarray:
   return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
 
 def silhouette_metrics(model:SDFSRN, data:dict, samples:int) -> tuple[dict, np.ndarray, np.ndarray]:
-  """Training-view MSE (soft silhouette at the scoring temperature) and IoU, novel-view IoU, all and per family; the
-  latents [S,L] and the novel views' min_sdf [S,V,P]."""
+  """Training-view MSE (soft, at the scoring temperature) and IoU, novel-view IoU overall and per family; latents [S,L], novel min_sdf [S,V,P]."""
   S, V, res = len(data["images"]), data["novel_poses"].shape[1], data["images"].shape[-1]
   latent = model.encoder(Tensor(data["images"])).numpy()                                                     # [S,L]
-  train_sdf = render_views(model, latent, *shapes.view_rays(data["poses"], res), samples)                   # [S,P]
-  novel_sdf = render_views(model, latent.repeat(V, 0), *shapes.view_rays(data["novel_poses"], res), samples).reshape(S, V, -1)
+  train_sdf = render_views(model, latent, data["poses"], res, samples)                                       # [S,P]
+  novel_sdf = render_views(model, latent.repeat(V, 0), data["novel_poses"], res, samples).reshape(S, V, -1)  # [S,V,P]
   soft = render.silhouette(Tensor(train_sdf), render.SCORE_TEMPERATURE).numpy()                             # [S,P]
-  truth, novel_truth = data["silhouettes"].reshape(S, -1), data["novel_silhouettes"].reshape(S, V, -1)
-  novel = iou((novel_sdf < 0).reshape(S * V, -1), novel_truth.reshape(S * V, -1)).reshape(S, V)             # [S,V]
+  truth = data["silhouettes"].reshape(S, -1)                                                                 # [S,P]
+  novel = iou((novel_sdf < 0).reshape(S * V, -1), data["novel_silhouettes"].reshape(S * V, -1)).reshape(S, V)   # [S,V]
   metrics = dict(train_mse=float(((soft - truth) ** 2).mean()), train_iou=float(iou(train_sdf < 0, truth).mean()), novel_iou=float(novel.mean()))
-  for family in shapes.FAMILIES:
-    mine = np.array([s["family"] == family for s in data["shapes"]])
-    if mine.any(): metrics[f"novel_iou_{family}"] = float(novel[mine].mean())
+  families = np.array([s["family"] for s in data["shapes"]])                                                # [S]
+  metrics |= {f"novel_iou_{f}": float(novel[families == f].mean()) for f in shapes.FAMILIES if (families == f).any()}
   return metrics | dict(novel_iou_per_shape=novel.mean(1).tolist()), latent, novel_sdf
 
 def evaluate(model:SDFSRN, data:dict, samples:int, seed:int, rotate:bool) -> tuple[dict, np.ndarray, list, dict]:
-  """Everything in metrics.json: silhouettes and 3-D metrics of the training shapes and of HELD_OUT shapes never
-  trained on (drawn with another seed, each seen once through its input image, scored from the same novel views);
-  the novel views' min_sdf, the meshes and the held-out data, for the figures."""
-  start = time.perf_counter()
-  data = {k: v[:SCORED_SHAPES] for k, v in data.items()}                 # the first SCORED_SHAPES training shapes
+  """Everything in metrics.json, for the first SCORED_SHAPES training shapes and for HELD_OUT shapes never trained on (another seed,
+  each seen once through its input image); the novel views' min_sdf, the meshes and the held-out data, for the figures."""
+  start, data = time.perf_counter(), {k: v[:SCORED_SHAPES] for k, v in data.items()}
+  lap = lambda done: log(f"evaluate: {done} ({time.perf_counter() - start:.0f} s)")
   metrics, latent, novel_sdf = silhouette_metrics(model, data, samples)
-  log(f"evaluate: silhouettes of {len(latent)} training shapes x {1 + data['novel_poses'].shape[1]} views ({time.perf_counter() - start:.0f} s)")
+  lap(f"silhouettes of {len(latent)} training shapes x {1 + data['novel_poses'].shape[1]} views")
   held_data = shapes.make_dataset(HELD_OUT, data["images"].shape[-1], seed + 1, rotate)
   held, held_latent, _ = silhouette_metrics(model, held_data, samples)
-  log(f"evaluate: silhouettes of {HELD_OUT} held-out shapes ({time.perf_counter() - start:.0f} s)")
+  lap(f"silhouettes of {HELD_OUT} held-out shapes")
   predicted, baseline, meshes = evaluate_3d(predicted_grids(model, latent), data["shapes"], seed)
-  log(f"evaluate: 3-D metrics and meshes of the training shapes ({time.perf_counter() - start:.0f} s)")
+  lap("3-D metrics and meshes of the training shapes")
   held_predicted, held_baseline, _ = evaluate_3d(predicted_grids(model, held_latent), held_data["shapes"], seed + 1)
-  log(f"evaluate: 3-D metrics of the held-out shapes ({time.perf_counter() - start:.0f} s)")
-  metrics |= dict(novel_minus_train_iou=metrics["novel_iou"] - metrics["train_iou"], held_out_shapes=HELD_OUT)
-  metrics |= {f"held_out_{k}": v for k, v in held.items() if k != "novel_iou_per_shape"}
-  metrics |= predicted | {f"sphere_baseline_{k}": v for k, v in baseline.items()}
-  metrics |= {f"held_out_{k}": v for k, v in held_predicted.items()} | {f"held_out_sphere_baseline_{k}": v for k, v in held_baseline.items()}
+  lap("3-D metrics of the held-out shapes")
+  named = lambda prefix, part: {f"{prefix}{k}": v for k, v in part.items() if k != "novel_iou_per_shape"}
+  metrics |= dict(novel_minus_train_iou=metrics["novel_iou"] - metrics["train_iou"], held_out_shapes=HELD_OUT) | named("held_out_", held)
+  metrics |= predicted | named("sphere_baseline_", baseline) | named("held_out_", held_predicted) | named("held_out_sphere_baseline_", held_baseline)
   return metrics, novel_sdf, meshes, held_data
 
 # *** 3-D evaluation: the shapes are analytic, so the true surface is known exactly ***
@@ -108,15 +103,14 @@ def mesh_points(vertices:np.ndarray, faces:np.ndarray, n:int, rng:np.random.Gene
   return v0[f] + u * (v1[f] - v0[f]) + v * (v2[f] - v0[f])
 
 def nearest(a:np.ndarray, b:np.ndarray) -> np.ndarray:
-  """Distance from each point of a [n,3] to its nearest point of b [m,3]: |x-y|^2 = |x|^2 + |y|^2 - 2x.y as one matrix
-  product per 1000 rows, in float32 (the distances that matter are above 1e-3)."""
+  """Distance [n] from each point of a [n,3] to its nearest point of b [m,3]: |x-y|^2 = |x|^2 + |y|^2 - 2x.y, one matrix
+  product per NEAREST_ROWS points, in float32 (the distances that matter are above 1e-3)."""
   a, b = a.astype(np.float32), b.astype(np.float32)
-  b2 = (b * b).sum(-1)
-  return np.concatenate([np.sqrt(np.maximum((x * x).sum(-1) + (b2 - 2 * x @ b.T).min(-1), 0)) for x in np.array_split(a, max(1, len(a) // 1000))])
+  b2, rows = (b * b).sum(-1), np.array_split(a, max(1, len(a) // NEAREST_ROWS))                            # [m], [~NEAREST_ROWS,3] each
+  return np.concatenate([np.sqrt(np.maximum((x * x).sum(-1) + (b2 - 2 * x @ b.T).min(-1), 0)) for x in rows])   # [n]
 
 def surface_metrics(to_true:np.ndarray, to_predicted:np.ndarray) -> dict:
-  """Chamfer-L1 (the mean of both directions' mean distance) and F-scores from the distances of predicted surface
-  points to the true surface and of true surface points to the predicted surface, world units."""
+  """Chamfer-L1 (the mean of both directions' mean distance) and F-scores from the distances predicted -> true surface and back."""
   out = dict(chamfer_l1=float((to_true.mean() + to_predicted.mean()) / 2))
   for tau in F_THRESHOLDS:
     precision, recall = (to_true < tau).mean(), (to_predicted < tau).mean()
@@ -124,33 +118,30 @@ def surface_metrics(to_true:np.ndarray, to_predicted:np.ndarray) -> dict:
   return out
 
 def evaluate_3d(pred_grid:np.ndarray, shape_list:list[dict], seed:int) -> tuple[dict, dict, list]:
-  """Volumetric IoU on the grid, Chamfer-L1 and F-scores for the prediction and for the best single origin-centred
-  sphere for each shape (chosen by volumetric IoU with the true shape: an oracle, so a strong baseline). Distances to
-  the true surface are its analytic |SDF|; distances to the predicted surface go to the nearest of 4x as many points
-  sampled on its mesh. Means over shapes (an empty prediction scores Chamfer None), and the meshes."""
-  rng, grid = np.random.default_rng(seed), grid_points()
-  norm = np.sort(np.linalg.norm(grid, axis=-1).ravel())                                            # [G^3]
-  order = np.argsort(np.linalg.norm(grid, axis=-1).ravel(), kind="stable")
-  rows, base, meshes = [], [], []
+  """Volumetric IoU, Chamfer-L1 and F-scores of the prediction and of the best origin-centred sphere for each shape (by volumetric
+  IoU with the truth: an oracle, so a strong baseline), averaged over shapes (Chamfer None if a prediction is empty); the meshes.
+  Distances to the true surface are its analytic |SDF|, to the predicted surface the nearest of MESH_POINTS sampled on its mesh."""
+  rng, grid, rows, base, meshes = np.random.default_rng(seed), grid_points(), [], [], []
+  # a sphere of radius r holds the cells with |x| < r: with the cells sorted by |x|, its IoU for every r at once
+  order = np.argsort(radius := np.linalg.norm(grid, axis=-1).ravel(), kind="stable")              # [G^3] the cells by |x|
+  norm, k = radius[order], np.arange(1, len(radius) + 1)                                          # [G^3] their |x|; k cells
+  whole = np.append(norm[1:] > norm[:-1], True)                                                    # [G^3] k ends a shell of equal |x|
   for sdf, shape in zip(pred_grid, shape_list):
     truth = shapes.shape_sdf(shape, grid) < 0                                                        # [G,G,G]
     true_points = shapes.surface_points(shape, SURFACE_POINTS, rng)                                 # [n,3]
     meshes.append(render.surface_nets(sdf))                                                          # empty if no sign change
-    row = dict(volume_iou=float(((sdf < 0) & truth).sum() / max(((sdf < 0) | truth).sum(), 1)))
+    row = dict(volume_iou=float(iou((sdf < 0)[None], truth[None])[0]))
     if len(meshes[-1][1]):
-      points = mesh_points(*meshes[-1], 4 * SURFACE_POINTS, rng)
+      points = mesh_points(*meshes[-1], MESH_POINTS, rng)                                            # [MESH_POINTS,3]
       rows.append(row | surface_metrics(np.abs(shapes.shape_sdf(shape, points)), nearest(true_points, points)))
     else: rows.append(row | dict(chamfer_l1=None) | {f"fscore_{t}": 0.0 for t in F_THRESHOLDS})
-    # a sphere of radius r holds the cells with |x| < r: with the cells sorted by |x|, its IoU for every r at once
     inside = np.cumsum(truth.ravel()[order])                                                         # [G^3] truth cells among the k nearest
-    k = np.arange(1, len(norm) + 1)
-    whole = np.append(norm[1:] > norm[:-1], True)                                                    # [G^3] k ends a shell of equal |x|
     best = int(np.argmax(np.where(whole, inside / (truth.sum() + k - inside), -1)))
     r = float(norm[best] + norm[min(best + 1, len(norm) - 1)]) / 2
     sphere = shapes.surface_points(dict(family="sphere", rotation=np.eye(3), size=np.full(3, r)), SURFACE_POINTS, rng)
     base.append(dict(volume_iou=float(inside[best] / (truth.sum() + best + 1 - inside[best]))) |
                 surface_metrics(np.abs(shapes.shape_sdf(shape, sphere)), np.abs(np.linalg.norm(true_points, axis=-1) - r)))
-  mean = lambda rows: {k: (float(np.mean(v)) if None not in (v := [r[k] for r in rows]) else None) for k in rows[0]}
+  mean = lambda table: {key: None if None in (column := [one[key] for one in table]) else float(np.mean(column)) for key in table[0]}
   return mean(rows), mean(base), meshes
 
 def save_obj(path:str, vertices:np.ndarray, faces:np.ndarray):
@@ -159,18 +150,16 @@ def save_obj(path:str, vertices:np.ndarray, faces:np.ndarray):
 
 # *** figures ***
 
-def lit_rays(poses:np.ndarray, res:int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """Camera origins [V,3], ray directions [V,P,3] and the input images' light [V,3] of poses [V,2]."""
-  return *shapes.view_rays(poses, res), np.stack([shapes.world_light(az, el) for az, el in poses])
+def lights(poses:np.ndarray) -> np.ndarray: return np.stack([shapes.world_light(az, el) for az, el in poses])   # [V,3] as in the inputs
 
 def shaded_views(model:SDFSRN, latent:np.ndarray, poses:np.ndarray, res:int, samples:int) -> np.ndarray:
   """Lambert-shaded pictures [V,H,W,3] of the predicted shapes (latent [V,L]) from poses [V,2], lit as the input images are."""
   return chunked(lambda latent, origin, direction, light: render.shaded(lambda point: model.sdf(latent, point), origin.unsqueeze(1),
-                 direction, light, samples), latent, *lit_rays(poses, res)).reshape(len(poses), res, res, 3)
+                 direction, light, samples), latent, *shapes.view_rays(poses, res), lights(poses)).reshape(len(poses), res, res, 3)
 
 def shaded_truth(shape:dict, poses:np.ndarray, res:int, samples:int) -> np.ndarray:
   """The same pictures [V,H,W,3] of a true shape: its analytic SDF through the same renderer, so both sides are drawn alike."""
-  origin, direction, light = (Tensor(x) for x in lit_rays(poses, res))
+  origin, direction, light = (Tensor(x) for x in (*shapes.view_rays(poses, res), lights(poses)))
   sdf_fn = lambda point: Tensor(shapes.shape_sdf(shape, point.numpy()).astype(np.float32))
   return render.shaded(sdf_fn, origin.unsqueeze(1), direction, light, samples).numpy().reshape(len(poses), res, res, 3)
 
@@ -184,8 +173,8 @@ def overlay(pred:np.ndarray, truth:np.ndarray) -> np.ndarray:
   return np.stack([pred, pred & truth, truth], -1).astype(np.float32)
 
 def sheet(rows:list[list[np.ndarray]], columns:list[str]=(), names:list[str]=(), title:str="") -> Image.Image:
-  """[H,W] gray or [H,W,3] colour images in [0,1], scaled to about TILE pixels and tiled on white under a title and a
-  label of up to two lines per column, after a label per row; an empty row leaves a gap."""
+  """[H,W] gray or [H,W,3] colour images in [0,1] scaled to about TILE pixels, tiled on white under a title and labels of up
+  to two lines per column, after a label per row; an empty row leaves a gap."""
   h, w = next(x for row in rows for x in row).shape[:2]
   scale, head = max(1, TILE // w), LINE * (title.count("\n") + 1) * bool(title)
   top, left, H, W = head + 2 * LINE * bool(columns), NAMES * bool(names), h * scale + GUTTER, w * scale + GUTTER   # H, W: one cell
@@ -202,13 +191,12 @@ def triptych(model:SDFSRN, data:dict, samples:int, path:str):
   """Input image, ground truth, prediction and their overlay on the training view of the first few shapes."""
   res, n = data["images"].shape[-1], min(FIGURE_SHAPES, len(data["images"]))
   latent = model.encoder(Tensor(data["images"][:n])).numpy()                                                 # [n,L]
-  pred = render_views(model, latent, *shapes.view_rays(data["poses"][:n], res), samples).reshape(n, res, res) < 0   # [n,H,W]
+  pred = render_views(model, latent, data["poses"][:n], res, samples).reshape(n, res, res) < 0               # [n,H,W]
   rows = [[data["images"][s].transpose(1, 2, 0), data["silhouettes"][s], pred[s], overlay(pred[s], data["silhouettes"][s])] for s in range(n)]
   sheet(rows, ["input", "truth", "model", "overlay"]).save(path)
 
 def novel_grid(data:dict, novel_sdf:np.ndarray, per_shape:list[float], path:str, worst:int=8, best:int=4):
-  """Per training shape a row, worst novel-view IoU first: family and IoU, the input image, one overlay per novel view.
-  Of more than worst + best shapes, only the worst and the best, with a gap between."""
+  """A row per training shape, worst novel-view IoU first (of more than worst + best, those with a gap between): its name, input, overlays."""
   S, V, res = *novel_sdf.shape[:2], data["images"].shape[-1]
   order = list(np.argsort(per_shape, kind="stable"))
   shown = order if S <= worst + best else order[:worst] + [None] + order[-best:]
@@ -227,7 +215,7 @@ def turntable_poses() -> np.ndarray:
 def save_gif(columns:list[np.ndarray], labels:list[str], path:str):
   """A looping GIF whose frame t shows frame t of every column [T,H,W,3] side by side, each under its label."""
   frames = [sheet([[column[t] for column in columns]], labels) for t in range(TURNTABLE_FRAMES)]
-  frames[0].save(path, save_all=True, append_images=frames[1:], duration=80, loop=0)
+  frames[0].save(path, save_all=True, append_images=frames[1:], duration=FRAME_MS, loop=0)
 
 def turntable(model:SDFSRN, data:dict, held_data:dict, samples:int, path:str):
   """GIF of the first shape of each family and the first held-out shape spinning: shaded truth beside shaded prediction."""
@@ -248,8 +236,7 @@ def to_pixel(value, low:float, high:float, first:float, last:float, log:bool=Fal
   return first + (last - first) * (f(np.asarray(value, np.float64)) - f(low)) / (f(high) - f(low))
 
 def loss_curve(history:list[float], metrics:dict, path:str, size=(760, 440), margin=(70, 60, 60, 46)):
-  """The training loss per epoch on a log axis (left, decade ticks) and the novel-view IoU measured at the checkpoints
-  (metrics["checkpoint_novel_iou"], (epoch, IoU) pairs) on a linear axis from 0 to 1 (right); margins left, top, right, bottom."""
+  """The training loss per epoch on a log axis (left) and metrics["checkpoint_novel_iou"], (epoch, IoU) pairs, from 0 to 1 (right)."""
   image, (w, h), (left, top, right, bottom), E = Image.new("RGB", size, "white"), size, margin, len(history)
   draw, checks = ImageDraw.Draw(image), metrics.get("checkpoint_novel_iou", [])
   history = [max(loss, 1e-9) for loss in history]   # a log axis has no 0, which is every loss read on tinygrad's NULL device
@@ -271,10 +258,10 @@ def loss_curve(history:list[float], metrics:dict, path:str, size=(760, 440), mar
   for epoch, v in checks: draw.ellipse([x(epoch) - 4, y_iou(v) - 4, x(epoch) + 4, y_iou(v) + 4], fill=IOU_COLOUR)
   draw.text(((left + w - right) / 2, h - 18), "epoch", fill="black", anchor="ma")
   draw.text((left, top - 6), "training loss", fill="black", anchor="ls")
-  if checks: draw.text((w - right, top - 6), "novel-view IoU", fill="black", anchor="rs")
   draw.line([(left, 14), (left + 16, 14)], fill=LOSS_COLOUR, width=2)                                        # the legend
   draw.text((left + 22, 14), "training loss, mean per epoch (left axis)", fill="black", anchor="lm")
   if checks:
+    draw.text((w - right, top - 6), "novel-view IoU", fill="black", anchor="rs")
     draw.ellipse([left + 4, 28, left + 12, 36], fill=IOU_COLOUR)
     draw.text((left + 22, 32), f"novel-view IoU of the first {CHECK_SHAPES} shapes at the checkpoints (right axis)", fill="black", anchor="lm")
   image.save(path)
@@ -298,23 +285,22 @@ def write_figures(model:SDFSRN, data:dict, held_data:dict, samples:int, out:str,
 def load_for_eval(path:str) -> tuple[SDFSRN, dict]:
   log(f"device {Device.DEFAULT}; reading {path}")
   if not os.path.isfile(path): fail(f"no checkpoint at {path}")
-  try: cfg = read_config(path)
+  try: config = read_metadata(path)[1]
   except Exception: fail(f"{path} is not a Mini SDF-SRN checkpoint (safetensors with a config)")
-  model = SDFSRN(cfg["res"], symmetric=cfg.get("symmetric", False))
+  model = SDFSRN(config["res"], symmetric=config.get("symmetric", False))
   try: load_checkpoint(path, model)
   except Exception as e: fail(f"{path} does not fit this model: {e}")
-  return model, cfg
+  return model, config
 
 def evaluate_checkpoint(path:str):
-  model, cfg = load_for_eval(path)
-  data = shapes.make_dataset(cfg["shapes"], cfg["res"], cfg["seed"], cfg["rotate"])
-  metrics = evaluate(model, data, cfg["samples"], cfg["seed"], cfg["rotate"])[0]
+  model, config = load_for_eval(path)
+  data = shapes.make_dataset(config["shapes"], config["res"], config["seed"], config["rotate"])
+  metrics = evaluate(model, data, config["samples"], config["seed"], config["rotate"])[0]
   print(json.dumps(metrics | dict(device=Device.DEFAULT)))
 
 def read_image(path:str, res:int) -> np.ndarray:
-  """A user's picture as the network's input [3,res,res] in [0,1]: any size or mode, resized like the training images.
-  The network has only seen shapes on black, so transparency is composited on black and a light background is filled
-  with black from the corners, each said when done."""
+  """A user's picture of any size or mode as the network's input [3,res,res] in [0,1]. The network has only seen shapes on
+  black, so transparency is composited on black and a light background is filled with black from the corners, said when done."""
   try:
     image = Image.open(path)
     if image.mode.startswith("I"): image = Image.fromarray((np.asarray(image) / 257).clip(0, 255).astype(np.uint8))   # 16-bit: to 8
@@ -327,22 +313,22 @@ def read_image(path:str, res:int) -> np.ndarray:
   rgb = np.asarray(image, np.float32) / 255                                                                     # [H,W,3]
   if np.median(np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]]).mean(-1)) > 0.5:                        # a light border
     log(f"{path} has a light background: filled with black from the corners, as the training images have")
-    for corner in ((0, 0), (res - 1, 0), (0, res - 1), (res - 1, res - 1)): ImageDraw.floodfill(image, corner, (0, 0, 0), thresh=60)
+    for corner in ((0, 0), (res - 1, 0), (0, res - 1), (res - 1, res - 1)): ImageDraw.floodfill(image, corner, (0, 0, 0), thresh=FILL_THRESHOLD)
     rgb = np.asarray(image, np.float32) / 255
   return rgb.transpose(2, 0, 1)                                                                                 # [3,H,W]
 
 def reconstruct(path:str, image_path:str, out:str):
-  """Encode a user's image (any size or mode: converted to RGB and resized like the training images) and write its
-  shaded views from the six standard novel azimuths at +-20 degrees, a turntable and its mesh."""
-  model, cfg = load_for_eval(path)
-  pixels = read_image(image_path, cfg["res"])[None]                                                         # [1,3,H,W]
+  """Encode a user's image and write its shaded views from the six novel azimuths at +-20 degrees, a turntable and its mesh."""
+  model, config = load_for_eval(path)
+  res, samples = config["res"], config["samples"]
+  pixels = read_image(image_path, res)[None]                                                                # [1,3,H,W]
   try: os.makedirs(out, exist_ok=True)
   except OSError as e: fail(f"cannot write to {out}: {e}")
   latent, poses = model.encoder(Tensor(pixels)).numpy(), shapes.novel_poses(-30.0)                         # azimuths 0, 60, ...
-  views = shaded_views(model, latent.repeat(len(poses), 0), poses, cfg["res"], cfg["samples"])            # [V,H,W,3]
+  views = shaded_views(model, latent.repeat(len(poses), 0), poses, res, samples)                            # [V,H,W,3]
   name = os.path.join(out, os.path.splitext(os.path.basename(image_path))[0])
   sheet([[pixels[0].transpose(1, 2, 0), *views]], ["input"] + [f"az {az:.0f}\nel {el:+.0f}" for az, el in poses]).save(f"{name}_views.png")
-  spin = shaded_views(model, latent.repeat(TURNTABLE_FRAMES, 0), turntable_poses(), cfg["res"], cfg["samples"])   # [T,H,W,3]
+  spin = shaded_views(model, latent.repeat(TURNTABLE_FRAMES, 0), turntable_poses(), res, samples)           # [T,H,W,3]
   save_gif([spin], ["model"], f"{name}_turntable.gif")
   vertices, faces = render.surface_nets(predicted_grids(model, latent)[0])
   if len(faces): save_obj(f"{name}.obj", vertices, faces)

@@ -77,7 +77,7 @@ class SDFSRN:
 def save_checkpoint(path:str, model:SDFSRN, opt:nn.optim.Optimizer, epoch:int, config:dict, history:list[float]):
   """Raises OSError, with the previous checkpoint whole and no partial file left, where the disk cannot hold this one."""
   state = {f"model.{k}": v for k, v in nn.state.get_state_dict(model).items()}
-  state |= {f"adam.{k}": v for k, v in nn.state.get_state_dict(opt).items() if not k.startswith("params.")}
+  state |= {f"adam.{k}": v for k, v in nn.state.get_state_dict(opt).items() if not k.startswith("params.")}   # params: the model's, again
   metadata, tmp = dict(epoch=str(epoch), config=json.dumps(config), history=json.dumps(history)), path + ".tmp"
   pathlib.Path(tmp).unlink(missing_ok=True)   # left by a kill during an earlier save: its space is free for this one
   # safe_save writes through a memory map, and a full disk turns a write into the page into SIGBUS, which kills the
@@ -91,13 +91,14 @@ def save_checkpoint(path:str, model:SDFSRN, opt:nn.optim.Optimizer, epoch:int, c
     raise
   os.replace(tmp, path)   # atomic: a kill during the save leaves the previous checkpoint whole
 
-def load_checkpoint(path:str, model:SDFSRN, opt:nn.optim.Optimizer|None=None) -> tuple[int, dict, list[float]]:
-  state = nn.state.safe_load(path)
-  meta = nn.state.safe_load_metadata(path)[2].get("__metadata__", {})
-  nn.state.load_state_dict(model, {k[6:]: v for k, v in state.items() if k.startswith("model.")}, verbose=False)
-  if opt is not None:
-    nn.state.load_state_dict(opt, {k[5:]: v for k, v in state.items() if k.startswith("adam.")}, strict=False, verbose=False)
+def read_metadata(path:str) -> tuple[int, dict, list[float]]:
+  """The epoch, config and loss history saved with a checkpoint, from its header alone: evaluation builds the model from the config."""
+  meta = nn.state.safe_load_metadata(path)[2]["__metadata__"]
   return int(meta["epoch"]), json.loads(meta["config"]), json.loads(meta["history"])
 
-def read_config(path:str) -> dict:
-  return json.loads(nn.state.safe_load_metadata(path)[2]["__metadata__"]["config"])
+def load_checkpoint(path:str, model:SDFSRN, opt:nn.optim.Optimizer|None=None) -> tuple[int, dict, list[float]]:
+  state = nn.state.safe_load(path)
+  nn.state.load_state_dict(model, {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}, verbose=False)
+  if opt is not None:
+    nn.state.load_state_dict(opt, {k.removeprefix("adam."): v for k, v in state.items() if k.startswith("adam.")}, strict=False, verbose=False)
+  return read_metadata(path)

@@ -7,7 +7,7 @@ import os
 # DEV=... before tinygrad is imported (CLANG became the CPU device).
 for old in ("METAL", "AMD", "NV", "CUDA", "QCOM", "CL", "CPU", "CLANG", "WEBGPU"):
   if os.environ.pop(old, "") == "1": os.environ.setdefault("DEV", "CPU" if old == "CLANG" else old)
-import argparse, fcntl, json, math, platform, signal, sys, time
+import argparse, fcntl, math, platform, signal, sys, time
 import numpy as np
 from tinygrad import Tensor, TinyJit, Device, Context, nn
 from tinygrad.device import ALL_DEVICES
@@ -181,8 +181,8 @@ def memory_needed(args) -> dict[str, float]:
   activations, and the evaluation's (the decoder on CHUNK whole views or the 3-D grid; the encoder on the scored shapes).
   The decoder keeps about four layers of WIDTH floats per point alive: a default step measured 89 MiB, estimated 82."""
   P, point = args.res ** 2, 4 * 4 * sdfsrn.WIDTH                                                          # pixels; bytes per point
-  parts = dict(data=4 * P * (args.shapes + evaluate.HELD_OUT) * (19 + 9 * args.views),
-               model=4 * 4 * 256 * 256 * P // 16 ** 2,                                                 # [256, 256*(H/16)^2]
+  parts = dict(data=4 * P * (args.shapes + evaluate.HELD_OUT) * (19 + 9 * args.views),                 # floats a pixel of a shape: 19, +9 a view
+               model=4 * 4 * 256 * 256 * P // 16 ** 2,                                                 # 4 copies (Adam) of [256, 256*(H/16)^2]
                step=point * min(BATCH, args.shapes) * P // BLOCK ** 2 * args.samples,
                evaluation=max(point * evaluate.CHUNK * P * args.samples, point * evaluate.GRID ** 3,
                               4 * 30 * P * min(args.shapes, evaluate.SCORED_SHAPES)))                 # conv activations: 30 floats a pixel
@@ -239,9 +239,11 @@ if __name__ == "__main__":
   parser.add_argument("--eval", metavar="CKPT", help="evaluate a checkpoint, print its metrics as JSON, train nothing")
   parser.add_argument("--image", help="with --eval: reconstruct this image instead; writes its views and mesh to --out")
   args = parser.parse_args()
-  if args.epochs < 1 or args.shapes < 1 or args.samples < 2 or args.views < 1: parser.error("--epochs, --shapes, --views must be >= 1 and --samples >= 2")
+  if args.epochs < 1 or args.shapes < 1 or args.samples < 2 or args.views < 1:
+    parser.error("--epochs, --shapes, --views must be >= 1 and --samples >= 2")
   if args.res < 16 or args.res % 16: parser.error("--res must be a multiple of 16 (four stride-2 convolutions and 4x4 ray blocks)")
-  if args.symmetric and args.rotate: parser.error("--symmetric assumes shapes mirror-symmetric about the coordinate planes; rotated shapes (--rotate) are not")
+  if args.symmetric and args.rotate:
+    parser.error("--symmetric assumes shapes mirror-symmetric about the coordinate planes; rotated shapes (--rotate) are not")
   if args.seed < 0: parser.error("--seed must be >= 0 (numpy's generators take no negative seeds)")
   if not 0 <= args.shading < math.inf: parser.error("--shading WEIGHT must be a finite number >= 0")
   if args.image and not args.eval: parser.error("--image needs --eval CKPT")
