@@ -150,16 +150,15 @@ def save_obj(path:str, vertices:np.ndarray, faces:np.ndarray):
 
 # *** figures ***
 
-def lights(poses:np.ndarray) -> np.ndarray: return np.stack([shapes.world_light(az, el) for az, el in poses])   # [V,3] as in the inputs
 
 def shaded_views(model:SDFSRN, latent:np.ndarray, poses:np.ndarray, res:int, samples:int) -> np.ndarray:
   """Lambert-shaded pictures [V,H,W,3] of the predicted shapes (latent [V,L]) from poses [V,2], lit as the input images are."""
   return chunked(lambda latent, origin, direction, light: render.shaded(lambda point: model.sdf(latent, point), origin.unsqueeze(1),
-                 direction, light, samples), latent, *shapes.view_rays(poses, res), lights(poses)).reshape(len(poses), res, res, 3)
+                 direction, light, samples), latent, *shapes.view_rays(poses, res), shapes.world_lights(poses)).reshape(len(poses), res, res, 3)
 
 def shaded_truth(shape:dict, poses:np.ndarray, res:int, samples:int) -> np.ndarray:
   """The same pictures [V,H,W,3] of a true shape: its analytic SDF through the same renderer, so both sides are drawn alike."""
-  origin, direction, light = (Tensor(x) for x in (*shapes.view_rays(poses, res), lights(poses)))
+  origin, direction, light = (Tensor(x) for x in (*shapes.view_rays(poses, res), shapes.world_lights(poses)))
   sdf_fn = lambda point: Tensor(shapes.shape_sdf(shape, point.numpy()).astype(np.float32))
   return render.shaded(sdf_fn, origin.unsqueeze(1), direction, light, samples).numpy().reshape(len(poses), res, res, 3)
 
@@ -266,13 +265,12 @@ def loss_curve(history:list[float], metrics:dict, path:str, size=(760, 440), mar
     draw.text((left + 22, 32), f"novel-view IoU of the first {CHECK_SHAPES} shapes at the checkpoints (right axis)", fill="black", anchor="lm")
   image.save(path)
 
-def write_figures(model:SDFSRN, data:dict, held_data:dict, samples:int, out:str, metrics:dict, novel_sdf:np.ndarray, meshes:list,
-                  history:list[float]) -> list[str]:
+def write_figures(model:SDFSRN, data:dict, held_data:dict, samples:int, out:str, metrics:dict, novel_sdf:np.ndarray, meshes:list) -> list[str]:
   """Everything a finished run draws and writes next to its checkpoint; returns the paths."""
   start, paths = time.perf_counter(), [os.path.join(out, name) for name in ("novel_views.png", "turntable.gif", "loss_curve.png", "metrics.json")]
   novel_grid(data, novel_sdf, metrics["novel_iou_per_shape"], paths[0])
   turntable(model, data, held_data, samples, paths[1])
-  loss_curve(history, metrics, paths[2])
+  loss_curve(metrics["loss_history"], metrics, paths[2])
   log(f"figures: novel views, turntable, loss curve ({time.perf_counter() - start:.0f} s)")
   for i, mesh in enumerate(meshes[:FIGURE_SHAPES]):
     paths.append(os.path.join(out, f"shape_{i:02d}_{data['shapes'][i]['family']}.obj"))

@@ -1,7 +1,6 @@
-# The fixed differentiable renderer of SDF-SRN (Lin et al. 2020), the bridge from 2-D pixels to 3-D geometry:
-# sample points at fixed intervals along each camera ray, query an SDF, and turn the smallest value along the ray
-# into a soft silhouette sigmoid(-min_sdf / temperature) (the min-SDF mask of IDR, Yariv et al. 2020). Every other
-# picture of an SDF lives here too: the first surface crossing, its normal, Lambert shading, and surface-nets meshes.
+# The fixed differentiable renderer of SDF-SRN (Lin et al. 2020), the bridge from 2-D pixels to 3-D geometry: samples at
+# fixed intervals along each ray, an SDF queried there, the soft silhouette sigmoid(-min_sdf / temperature) (IDR's min-SDF
+# mask, Yariv et al. 2020); and every other picture of an SDF: first surface crossing, normal, Lambert shading, meshes.
 # Not a network: it takes any sdf_fn and never imports the model.
 from typing import Callable
 import numpy as np
@@ -75,9 +74,10 @@ def normal(sdf_fn:SdfFn, point:Tensor) -> Tensor:
   gradient = value[..., :3] - value[..., 3:]                                # [...,3]
   return gradient / (gradient * gradient).sum(-1, keepdim=True).sqrt().maximum(1e-9)
 
-def lambert(normal:Tensor, light:Tensor) -> Tensor:
-  """The shading of shapes.render_view: shade [...] from unit normals [...,3] and the light [...,3] in world coordinates."""
-  return shapes.AMBIENT + (1 - shapes.AMBIENT) * (normal * light).sum(-1).clip(0, 1)
+def lambert(unit_normal:Tensor, light:Tensor) -> Tensor:
+  """Shade [...] from unit normals [...,3] and the light [...,3] in world coordinates: shapes.render_view's formula, in
+  tinygrad, so the network's pictures and the photometric loss shade as the input images do."""
+  return shapes.AMBIENT + (1 - shapes.AMBIENT) * (unit_normal * light).sum(-1).clip(0, 1)
 
 def shaded(sdf_fn:SdfFn, origin:Tensor, direction:Tensor, light:Tensor, samples:int) -> Tensor:
   """RGB [B,R,3] of the first surface along each ray, Lambert-shaded with the input images' light [B,3] and albedo,
@@ -102,15 +102,16 @@ def surface_nets(sdf:np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   count = cross.sum(-1)                                                                             # [C,C,C]
   active = count > 0
   local = (point * cross[..., None]).sum(-2)[active] / count[active, None]                          # [V,3] inside its cube
-  vertices = ((np.argwhere(active) + local + 0.5) / n * 2 - 1) * BOUND
-  index = np.full(count.shape, -1); index[active] = np.arange(active.sum())
+  vertices = ((np.argwhere(active) + local + 0.5) / n * 2 - 1) * BOUND                               # [V,3] world
+  index = np.full(count.shape, -1)                                                                 # [C,C,C] vertex of each cube
+  index[active] = np.arange(active.sum())
   faces = []
   for a in range(3):   # edges along axis a; (a, b, c) is a cyclic order, so the quad below winds around +a
     b, c = (a + 1) % 3, (a + 2) % 3
     inside, cube = (sdf < 0).transpose(a, b, c), index.transpose(a, b, c)
     start = inside[:-1, 1:-1, 1:-1]
     p = np.argwhere(start != inside[1:, 1:-1, 1:-1])                                                # [E,3] edge p -> p + e_a
-    quad = np.stack([cube[p[:, 0], p[:, 1] + db, p[:, 2] + dc] for db, dc in ((0, 0), (1, 0), (1, 1), (0, 1))], -1)
+    quad = np.stack([cube[p[:, 0], p[:, 1] + db, p[:, 2] + dc] for db, dc in ((0, 0), (1, 0), (1, 1), (0, 1))], -1)   # [E,4]
     quad = np.where(start[tuple(p.T)][:, None], quad, quad[:, ::-1])                                # inside -> outside is +a
     faces += [quad[:, [0, 1, 2]], quad[:, [0, 2, 3]]]
   return vertices.astype(np.float32), np.concatenate(faces).reshape(-1, 3)

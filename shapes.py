@@ -3,7 +3,7 @@
 # or on the renderer that trains it. The same seed gives the same bytes.
 import numpy as np
 
-# S shapes, V novel views per shape, H=W=res pixels, P=res*res rays (pixel centres) per view
+# S shapes, V novel views per shape, K training views per shape, H=W=res pixels, P=res*res rays (pixel centres) per view
 FAMILIES = ("sphere", "box", "ellipsoid")
 CAMERA_DISTANCE = 2.5   # the unit sphere that bounds every shape subtends 23.6 degrees of half-angle from here ...
 FOV_DEGREES = 50.0      # ... so it just fits inside this 25-degree half field of view, with a thin margin
@@ -11,6 +11,8 @@ MAX_ELEVATION = 30.0    # training views: azimuth uniform in [0,360), elevation 
 NOVEL_VIEWS = 6         # novel view k: azimuth = train + 30 + 60k degrees, elevation +20/-20 alternating (never the training view)
 LIGHT = np.array([-0.4, 0.6, 1.0]) / np.linalg.norm([-0.4, 0.6, 1.0])  # in camera coordinates: from upper left, behind the camera
 ALBEDO = np.array([0.9, 0.65, 0.35], np.float32)
+SIZES = dict(sphere=(0.35, 0.75), box=(0.2, 0.5), ellipsoid=(0.2, 0.75))   # radius, half-extents, semi-axes: uniform in these
+NEAR_SURFACE = 0.05     # --supervise-3d: std of the Gaussian offset of the points near the surface (DeepSDF's perturbation)
 AMBIENT = 0.25          # shade = AMBIENT + (1 - AMBIENT) * max(0, normal . light): Lambert's law plus a floor
 
 # *** shapes: family, rotation [3,3] (world <- local) and size [3] (radius, half-extents or semi-axes) ***
@@ -23,8 +25,8 @@ def random_rotation(rng:np.random.Generator) -> np.ndarray:
 def random_shape(family:str, rng:np.random.Generator, rotate:bool=False) -> dict:
   """Boxes and ellipsoids sit axis-aligned in a canonical frame, as ShapeNet objects do for SDF-SRN, unless rotate."""
   # sizes keep every point inside the unit sphere: sphere r <= 0.75, box corner <= sqrt(3)*0.5 = 0.87, ellipsoid axes <= 0.75
-  if family == "sphere": return dict(family=family, rotation=np.eye(3), size=np.full(3, rng.uniform(0.35, 0.75)))
-  size = rng.uniform(0.2, 0.5 if family == "box" else 0.75, 3)
+  if family == "sphere": return dict(family=family, rotation=np.eye(3), size=np.full(3, rng.uniform(*SIZES[family])))
+  size = rng.uniform(*SIZES[family], 3)
   return dict(family=family, rotation=random_rotation(rng) if rotate else np.eye(3), size=size)
 
 def shape_sdf(shape:dict, point:np.ndarray) -> np.ndarray:
@@ -53,8 +55,8 @@ def intersect(shape:dict, origin:np.ndarray, direction:np.ndarray) -> tuple[np.n
     axis = np.abs(local / a).argmax(-1)                                 # the face hit is the one the point lies on
     normal = np.eye(3)[axis] * np.sign(np.take_along_axis(local, axis[:, None], 1))
   else:                          # sphere and ellipsoid: a unit sphere after scaling by 1/size
-    os_, ds = o / a, d / a
-    qa, qb, qc = (ds * ds).sum(-1), (os_ * ds).sum(-1), (os_ * os_).sum(-1) - 1
+    o_unit, d_unit = o / a, d / a
+    qa, qb, qc = (d_unit * d_unit).sum(-1), (o_unit * d_unit).sum(-1), (o_unit * o_unit).sum(-1) - 1
     disc = qb * qb - qa * qc
     depth = np.where(disc >= 0, (-qb - np.sqrt(np.maximum(disc, 0))) / qa, np.inf)
     depth = np.where(depth > 0, depth, np.inf)
@@ -74,7 +76,8 @@ def surface_points(shape:dict, n:int, rng:np.random.Generator) -> np.ndarray:
   else:
     local = np.zeros((0, 3))
     while len(local) < n:
-      u = rng.normal(size=(2 * n, 3)); u /= np.linalg.norm(u, axis=-1, keepdims=True)
+      u = rng.normal(size=(2 * n, 3))
+      u /= np.linalg.norm(u, axis=-1, keepdims=True)                                   # [2n,3] uniform directions
       stretch = np.linalg.norm(u * pair, axis=-1)                                     # area element of x = a*u
       local = np.concatenate([local, (a * u)[rng.uniform(0, pair.max(), 2 * n) <= stretch]])
     local = local[:n]
@@ -87,7 +90,8 @@ def camera(azimuth:float, elevation:float) -> tuple[np.ndarray, np.ndarray]:
   az, el = np.radians(azimuth), np.radians(elevation)
   position = CAMERA_DISTANCE * np.array([np.cos(el) * np.cos(az), np.sin(el), np.cos(el) * np.sin(az)])
   backward = position / np.linalg.norm(position)
-  right = np.cross([0.0, 1.0, 0.0], backward); right /= np.linalg.norm(right)
+  right = np.cross([0.0, 1.0, 0.0], backward)
+  right /= np.linalg.norm(right)
   return position, np.stack([right, np.cross(backward, right), backward], 1)
 
 def camera_rays(azimuth:float, elevation:float, res:int) -> tuple[np.ndarray, np.ndarray]:
@@ -106,6 +110,9 @@ def view_rays(poses:np.ndarray, res:int) -> tuple[np.ndarray, np.ndarray]:
 def world_light(azimuth:float, elevation:float) -> np.ndarray:
   return (camera(azimuth, elevation)[1] @ LIGHT).astype(np.float32)                    # [3] the light moves with the camera
 
+def world_lights(poses:np.ndarray) -> np.ndarray:
+  return np.stack([world_light(az, el) for az, el in poses.reshape(-1, 2)])            # [V,3] for poses [...,2]
+
 def render_view(shape:dict, azimuth:float, elevation:float, res:int) -> tuple[np.ndarray, np.ndarray]:
   """Shaded RGB image [3,res,res] (Lambert + ambient, so the encoder sees depth cues) and binary silhouette [res,res]."""
   origin, direction = camera_rays(azimuth, elevation, res)
@@ -122,7 +129,7 @@ def novel_poses(azimuth:float) -> np.ndarray:
 def sdf_samples(shape:dict, n:int, rng:np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
   """n points [n,3] and their true SDF [n] for the 3-D supervised upper bound: half near the surface (DeepSDF's
   perturbed surface points), half uniform in the bounding cube."""
-  near = surface_points(shape, n // 2, rng) + rng.normal(0, 0.05, (n // 2, 3))
+  near = surface_points(shape, n // 2, rng) + rng.normal(0, NEAR_SURFACE, (n // 2, 3))
   point = np.concatenate([near, rng.uniform(-1, 1, (n - n // 2, 3))]).astype(np.float32)
   return point, shape_sdf(shape, point).astype(np.float32)
 
@@ -131,18 +138,18 @@ def make_dataset(n_shapes:int, res:int, seed:int, rotate:bool=False, views:int=1
   adds views-1 supervision views per shape at random poses (view_*: [S,K,...], view 0 is the input view), drawn from
   their own generator so that the rest of the dataset is the same bytes for any views."""
   rng = np.random.default_rng(seed)
-  shapes = [random_shape(FAMILIES[i % len(FAMILIES)], rng, rotate) for i in range(n_shapes)]
+  drawn = [random_shape(FAMILIES[i % len(FAMILIES)], rng, rotate) for i in range(n_shapes)]
   poses = np.stack([rng.uniform(0, 360, n_shapes), rng.uniform(-MAX_ELEVATION, MAX_ELEVATION, n_shapes)], 1)   # [S,2]
-  inputs = [render_view(s, *pose, res) for s, pose in zip(shapes, poses)]
+  inputs = [render_view(s, *pose, res) for s, pose in zip(drawn, poses)]
   novel = np.stack([novel_poses(az) for az, _ in poses])                                                        # [S,V,2]
-  novel_silhouettes = np.stack([[render_view(s, *pose, res)[1] for pose in ps] for s, ps in zip(shapes, novel)])
-  data = dict(shapes=shapes, poses=poses.astype(np.float32), images=np.stack([v[0] for v in inputs]),    # [S,3,H,W]
+  novel_silhouettes = np.stack([[render_view(s, *pose, res)[1] for pose in ps] for s, ps in zip(drawn, novel)])
+  data = dict(shapes=drawn, poses=poses.astype(np.float32), images=np.stack([v[0] for v in inputs]),    # [S,3,H,W]
               silhouettes=np.stack([v[1] for v in inputs]), novel_poses=novel.astype(np.float32),        # [S,H,W] [S,V,2]
               novel_silhouettes=novel_silhouettes)                                                       # [S,V,H,W]
   extra_rng = np.random.default_rng([seed, 1])
   extra = np.stack([extra_rng.uniform(0, 360, (n_shapes, views - 1)), extra_rng.uniform(-MAX_ELEVATION, MAX_ELEVATION, (n_shapes, views - 1))], -1)
   data["view_poses"] = np.concatenate([poses[:, None], extra], 1).astype(np.float32)                            # [S,K,2]
-  rendered = [[render_view(s, *pose, res) for pose in ps[1:]] for s, ps in zip(shapes, data["view_poses"])]
+  rendered = [[render_view(s, *pose, res) for pose in ps[1:]] for s, ps in zip(drawn, data["view_poses"])]
   data["view_images"] = np.stack([np.stack([data["images"][i]] + [v[0] for v in r]) for i, r in enumerate(rendered)])       # [S,K,3,H,W]
   data["view_silhouettes"] = np.stack([np.stack([data["silhouettes"][i]] + [v[1] for v in r]) for i, r in enumerate(rendered)])  # [S,K,H,W]
   return data

@@ -24,8 +24,6 @@ LR = 1e-3                                  # Adam's, held while the temperature 
 T_START, T_END = 0.05, render.SCORE_TEMPERATURE   # temperature annealed geometrically over the first third of training
 FIGURE_EVERY = 50                          # epochs between triptych figures and checkpoints
 SDF_CLAMP = 0.1                            # --supervise-3d: DeepSDF's clamp, so the fit spends its capacity near the surface
-# --supervise-3d draws H*W points with their true SDF per shape and picks one per group of BLOCK^2 in each step, like the
-# rays: as many points per step as rays
 
 # *** data on the device, in the layout the step reads ***
 
@@ -38,16 +36,17 @@ def to_blocks(x:np.ndarray, res:int) -> np.ndarray:
 def device_data(data:dict, supervise_3d:bool=False, seed:int=0) -> dict[str, Tensor]:
   """What make_step reads, uploaded once. The input images [S,3,H,W] by shape; the supervision views flattened to
   S*K rows (row = shape*K + view): camera origins [SK,3], ray directions [SK,R,BLOCK^2,3], target silhouettes and
-  image shades (the image divided by the albedo) [SK,R,BLOCK^2], lights [SK,3]; for --supervise-3d, points
-  [S,R,BLOCK^2,3] and their true SDF [S,R,BLOCK^2]."""
+  image shades (the image divided by the albedo) [SK,R,BLOCK^2], lights [SK,3]; for --supervise-3d, H*W points per
+  shape with their true SDF, grouped like the pixels, [S,R,BLOCK^2,3] and [S,R,BLOCK^2]: the step picks one per group,
+  as many points as rays."""
   (S, K), res = data["view_poses"].shape[:2], data["images"].shape[-1]
   origin, direction = shapes.view_rays(data["view_poses"], res)                                           # [SK,3] [SK,P,3]
   shade = (data["view_images"].reshape(S * K, 3, res, res).transpose(0, 2, 3, 1) / shapes.ALBEDO).mean(-1)   # [SK,H,W]
   out = dict(images=data["images"], origins=origin, directions=to_blocks(direction.reshape(S * K, res, res, 3), res),
              targets=to_blocks(data["view_silhouettes"].reshape(S * K, res, res), res), shades=to_blocks(shade, res),
-             lights=np.stack([shapes.world_light(az, el) for az, el in data["view_poses"].reshape(-1, 2)]))
+             lights=shapes.world_lights(data["view_poses"]))
   if supervise_3d:
-    rng = np.random.default_rng([seed, 2])
+    rng = np.random.default_rng([seed, 2])       # seed draws the dataset, [seed, 1] its extra views, [seed, 2] these points
     points = [shapes.sdf_samples(s, res * res, rng) for s in data["shapes"]]
     group = lambda x: x.reshape(len(x), -1, BLOCK * BLOCK, *x.shape[2:])
     out |= dict(sdf_points=group(np.stack([p for p, _ in points])), sdf_values=group(np.stack([v for _, v in points])))
@@ -67,9 +66,9 @@ def make_step(model:SDFSRN, opt:nn.optim.Optimizer, device:dict[str, Tensor], sa
   """The jitted training step over data kept on the device (device_data). bench.py swaps min_sdf for full autograd
   through every sample to measure what the argmin gradient saves."""
   @TinyJit
-  def step(shape:Tensor, row:Tensor, pick:Tensor, temperature:Tensor) -> Tensor:
-    """One Adam step on shapes [B], their supervision views (rows of device_data) [B] and one pixel per block [B,R].
-    Everything that changes between calls comes in as a tensor: TinyJit replays the captured kernels from the third
+  def step(shape:Tensor, row:Tensor, pick:Tensor, T:Tensor) -> Tensor:
+    """One Adam step on shapes [B], their supervision views (rows of device_data) [B], one pixel per block [B,R] and
+    the temperature T [1]. Everything that changes between calls comes in as a tensor: TinyJit replays the captured kernels from the third
     call on, freezing any Python value."""
     with Context(TRAINING=1):
       opt.zero_grad()
@@ -82,11 +81,11 @@ def make_step(model:SDFSRN, opt:nn.optim.Optimizer, device:dict[str, Tensor], sa
         return loss.realize(*opt.schedule_step())
       origin = device["origins"][row].unsqueeze(1)                                                         # [B,1,3]
       direction = (device["directions"][row] * one.unsqueeze(-1)).sum(-2)                                # [B,R,3]
-      target = (device["targets"][row] * one).sum(-1)                                                     # [B,R]
+      target = (device["targets"][row] * one).sum(-1)                                                     # [B,R] 0 or 1
       depth, sampled = render.march(sdf_fn, origin, direction, samples)                                   # [B,R,N] each
       sdf = min_sdf(sdf_fn, origin, direction, depth, sampled)                                            # [B,R]
       # BCE on the logit -min_sdf/T: unlike the MSE of the sigmoid it does not vanish where a ray misses by far
-      loss = (-sdf / temperature).binary_crossentropy_logits(target)
+      loss = (-sdf / T).binary_crossentropy_logits(target)
       if shading:
         # the photometric term: Lambert shading of the first surface crossing against the image, on pixels inside both
         # silhouettes. The crossing's depth carries no gradient; its normal does (central differences of the decoder).
@@ -133,20 +132,23 @@ def train(args):
   # Ctrl-C lets the epoch in progress finish, so the checkpoint holds a whole number of epochs and --resume continues
   # exactly where a straight run would be
   interrupted = []
-  signal.signal(signal.SIGINT, lambda *_: interrupted.append(print("\nfinishing this epoch, then saving...")))
+  def interrupt(*_):
+    print("\nfinishing this epoch, then saving...")
+    interrupted.append(True)
+  signal.signal(signal.SIGINT, interrupt)
   for epoch in (bar := tqdm(range(first, args.epochs), desc="train", total=args.epochs - first)):
-    t = Tensor([temperature(epoch, args.epochs)])
+    T = temperature(epoch, args.epochs)
     opt.lr.assign(Tensor([learning_rate(epoch, args.epochs)], dtype=opt.lr.dtype)).realize()   # a buffer the jitted step reads
     # a generator per epoch: a resumed run draws exactly what a straight run does
-    losses = [step(*batch, t) for batch in batches(np.random.default_rng([args.seed, epoch]), args.shapes, args.views, args.res)]
-    history.append(sum(l.item() for l in losses) / len(losses))
-    bar.set_description(f"loss {history[-1]:.4f} T {t.item():.3f}")
+    losses = [step(*batch, Tensor([T])) for batch in batches(np.random.default_rng([args.seed, epoch]), args.shapes, args.views, args.res)]
+    history.append(sum(loss.item() for loss in losses) / len(losses))
+    bar.set_description(f"loss {history[-1]:.4f} T {T:.3f}")
     if not math.isfinite(history[-1]):
       fail(f"loss became {history[-1]} in epoch {epoch + 1}; the last good checkpoint ({checkpoint}) is untouched")
-    if (epoch + 1) % FIGURE_EVERY == 0 or epoch + 1 == args.epochs or interrupted:
-      save_checkpoint(checkpoint, model, opt, epoch + 1, config(args), history)
+    due = (epoch + 1) % FIGURE_EVERY == 0 or epoch + 1 == args.epochs
+    if due or interrupted: save_checkpoint(checkpoint, model, opt, epoch + 1, config(args), history)
     if interrupted: sys.exit(f"interrupted: saved epoch {epoch + 1} to {checkpoint}; continue with the same flags and --resume")
-    if (epoch + 1) % FIGURE_EVERY == 0 or epoch + 1 == args.epochs:
+    if due:
       evaluate.triptych(model, data, args.samples, os.path.join(args.out, f"triptych_{epoch + 1:04d}.png"))
       checks.append((epoch + 1, evaluate.checkpoint_iou(model, data, args.samples)))
   signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -155,7 +157,7 @@ def train(args):
   metrics |= dict(epochs=args.epochs, config=config(args), train_seconds=round(trained, 1), device=Device.DEFAULT, checkpoint_novel_iou=checks)
   log("drawing figures")
   paths = evaluate.write_figures(model, data, held_data, args.samples, args.out, metrics | dict(wall_seconds=round(time.perf_counter() - start, 1),
-                                 loss_history=history), novel_sdf, meshes, history)
+                                 loss_history=history), novel_sdf, meshes)
   log(f"training MSE {metrics['train_mse']:.4f}, novel-view IoU {metrics['novel_iou']:.3f}, volumetric IoU {metrics['volume_iou']:.3f} "
       f"(best sphere {metrics['sphere_baseline_volume_iou']:.3f}); held out: novel-view IoU {metrics['held_out_novel_iou']:.3f}, "
       f"volumetric IoU {metrics['held_out_volume_iou']:.3f} (best sphere {metrics['held_out_sphere_baseline_volume_iou']:.3f})")
