@@ -285,8 +285,9 @@ def run_train(*flags, cwd=ROOT):
 
 def test_help():
   out = run_train("--help")
-  assert out.returncode == 0 and all(f in out.stdout for f in ("--epochs", "--shapes", "--res", "--samples", "--seed", "--rotate", "--out", "--resume", "--eval", "--image",
-                                                   "--views", "--symmetric", "--shading", "--supervise-3d"))
+  flags = ("--epochs", "--shapes", "--res", "--samples", "--seed", "--rotate", "--out", "--resume", "--eval", "--image", "--views", "--symmetric",
+           "--shading", "--supervise-3d")
+  assert out.returncode == 0 and all(f in out.stdout for f in flags)
 
 TINY = ["--shapes", "3", "--res", "16", "--samples", "6"]
 
@@ -347,11 +348,13 @@ def test_interrupt_then_resume_equals_straight_run(tmp_path):
   assert resumed.returncode == 0 and "resuming" in resumed.stdout, resumed.stderr[-2000:]
   np.testing.assert_allclose(history(broken), history(straight), rtol=1e-6)
   for k in ("train_mse", "train_iou", "novel_iou"):
-    assert json.load(open(os.path.join(broken, "metrics.json")))[k] == pytest.approx(json.load(open(os.path.join(straight, "metrics.json")))[k], rel=1e-5)
+    resumed_metrics, straight_metrics = (json.load(open(os.path.join(d, "metrics.json"))) for d in (broken, straight))
+    assert resumed_metrics[k] == pytest.approx(straight_metrics[k], rel=1e-5)
 
 def test_nan_loss_stops_and_keeps_checkpoint(tiny_run, tmp_path):
   path = str(tmp_path / "model.safetensors")
-  state, meta = nn.state.safe_load(str(tiny_run / "model.safetensors")), nn.state.safe_load_metadata(str(tiny_run / "model.safetensors"))[2]["__metadata__"]
+  saved = str(tiny_run / "model.safetensors")
+  state, meta = nn.state.safe_load(saved), nn.state.safe_load_metadata(saved)[2]["__metadata__"]
   state = {k: v.to("CPU").realize() for k, v in state.items()}
   state["model.decoder.layers.4.bias"] = Tensor([float("nan")])                     # poison, and pretend epoch 2 is left
   nn.state.safe_save(state, path, metadata=meta | dict(epoch="1"))
