@@ -108,9 +108,8 @@ def batches(rng:np.random.Generator, count:int, views:int, res:int) -> list[tupl
     out.append((Tensor(shape.astype(np.int32)), Tensor((shape * views + view).astype(np.int32)), Tensor(pick)))
   return out
 
-def config(args) -> dict:
-  return dict(shapes=args.shapes, res=args.res, samples=args.samples, seed=args.seed, epochs=args.epochs, rotate=args.rotate,
-              views=args.views, symmetric=args.symmetric, shading=args.shading, supervise_3d=args.supervise_3d)
+def config(args) -> dict:   # what a checkpoint must have been trained with to be resumed or evaluated: every flag but where and what to do
+  return {k: v for k, v in vars(args).items() if k not in ("out", "resume", "eval", "image")}
 
 def train(args):
   start = time.perf_counter()
@@ -190,14 +189,6 @@ def memory_needed(args) -> dict[str, float]:
                               4 * 30 * P * min(args.shapes, evaluate.SCORED_SHAPES)))                 # conv activations: 30 floats a pixel
   return {k: v / 2 ** 30 for k, v in parts.items()}
 
-def start_device():
-  """Open tinygrad's device and compile a vectorised kernel on it with the compile cache off, so that a missing driver,
-  compiler or clang, or a compiler that fails on vectors (DEV=CPU:LLVM with some libLLVM), is one line now, not a
-  traceback in the first step."""
-  try:
-    with Context(CACHELEVEL=0): (Tensor.ones(64).contiguous() + 1).realize()
-  except Exception as e: fail(device_error(e))
-
 def device_error(e:Exception) -> str:
   """What to do, for each way tinygrad 0.14 fails to start a device on our users' machines."""
   name, why = DEV.device or "the default device", f"{type(e).__name__}: {next(iter(str(e).splitlines()), '')}"
@@ -256,8 +247,12 @@ if __name__ == "__main__":
   if not args.eval and sum((need := memory_needed(args)).values()) > total:
     fail(f"--shapes {args.shapes} --res {args.res} --samples {args.samples} --views {args.views} need about {sum(need.values()):.0f} GiB of memory "
          f"({', '.join(f'{k} {v:.1f}' for k, v in need.items())}), more than the {total:.0f} GiB here: lower them")
+  # a vectorised kernel compiled with the cache off: a missing driver, compiler or clang, or a compiler that fails on
+  # vectors (DEV=CPU:LLVM with some libLLVM) is one line now, not a traceback in the first step
   try:
-    start_device()
+    with Context(CACHELEVEL=0): (Tensor.ones(64).contiguous() + 1).realize()
+  except Exception as e: fail(device_error(e))
+  try:
     if args.image: evaluate.reconstruct(args.eval, args.image, args.out)
     elif args.eval: evaluate.evaluate_checkpoint(args.eval)
     else: train(args)
