@@ -2,7 +2,7 @@
 # al. 2019) maps [latent, xyz] to a signed distance. Trained only through the silhouettes of render.py (see train.py).
 # Leaves out SDF-SRN's hypernetwork (its encoder emits decoder weights), its learned LSTM ray marcher and its colour branch.
 # Checkpoints live here too: training and evaluation both read them.
-import errno, json, math, os, pathlib, shutil
+import json, math, os, pathlib
 from tinygrad import Tensor, nn
 
 # B images, L latent size, C width of the decoder, ... any number of point axes (R rays, N samples)
@@ -79,14 +79,20 @@ def save_checkpoint(path:str, model:SDFSRN, opt:nn.optim.Optimizer, epoch:int, c
   state = {f"model.{k}": v for k, v in nn.state.get_state_dict(model).items()}
   state |= {f"adam.{k}": v for k, v in nn.state.get_state_dict(opt).items() if not k.startswith("params.")}   # params: the model's, again
   metadata, tmp = dict(epoch=str(epoch), config=json.dumps(config), history=json.dumps(history)), path + ".tmp"
-  pathlib.Path(tmp).unlink(missing_ok=True)   # left by a kill during an earlier save: its space is free for this one
-  # safe_save writes through a memory map, and a full disk turns a write into the page into SIGBUS, which kills the
-  # process without a word: so measure first (the JSON header holds the metadata and under 256 bytes per tensor)
-  size = sum(v.nbytes() for v in state.values()) + len(json.dumps(metadata)) + 256 * len(state)
-  if (free := shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free) < size:
-    raise OSError(errno.ENOSPC, f"no room for the checkpoint ({size / 2**20:.1f} MiB needed, {free / 2**20:.1f} MiB free)", tmp)
-  try: nn.state.safe_save(state, tmp, metadata=metadata)
-  except BaseException:                       # any error, Ctrl-C too: a partial file is no checkpoint
+  # the safetensors format written from numpy with plain writes, not with nn.state.safe_save: in tinygrad 0.14 that
+  # copies through the CPU device, which needs a C compiler that a GPU machine may lack, and writes through a memory
+  # map, where a full disk is a SIGBUS that kills the process without a word instead of an OSError
+  arrays, header, offset = {k: v.numpy() for k, v in state.items()}, {"__metadata__": metadata}, 0
+  for k, a in arrays.items():
+    header[k] = dict(dtype=nn.state.inverse_safe_dtypes[state[k].dtype], shape=list(a.shape), data_offsets=[offset, offset + a.nbytes])
+    offset += a.nbytes
+  text = json.dumps(header).encode()
+  text += b" " * (-len(text) % 8)                       # the data starts 8-aligned
+  try:
+    with open(tmp, "wb") as f:
+      f.write(len(text).to_bytes(8, "little") + text)
+      for a in arrays.values(): f.write(a.tobytes())
+  except BaseException:                       # any error, a full disk or Ctrl-C too: a partial file is no checkpoint
     pathlib.Path(tmp).unlink(missing_ok=True)
     raise
   os.replace(tmp, path)   # atomic: a kill during the save leaves the previous checkpoint whole

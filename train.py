@@ -203,6 +203,8 @@ def device_error(e:Exception) -> str:
     return "tinygrad's CPU device compiles with clang, which is missing: apt-get install clang (macOS: xcode-select --install)"
   if name == "METAL" and platform.system() != "Darwin":
     return f"Metal runs only on macOS and this is {platform.system()}: leave out METAL=1 / DEV=METAL; {works_here}"
+  if name == "NV" and isinstance(e, StopIteration):   # the GPU's compute class is not in tinygrad 0.14's list (seen on an H200)
+    return "tinygrad 0.14's NV device drives Ampere, Ada and Blackwell GPUs, not this one (Hopper: H100, H200): use DEV=CUDA"
   if name in ("CUDA", "NV"):
     return f"{name} found no NVIDIA GPU and driver ({why}): install the driver, or leave out {name}=1 / DEV={name}; {works_here}"
   return f"tinygrad cannot start {repr(DEV) or 'the default device'} ({why}); {works_here}"

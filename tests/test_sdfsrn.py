@@ -227,6 +227,30 @@ def test_3d_metrics_of_the_true_shape_beat_the_sphere_baseline():
   assert predicted["volume_iou"] == 1 and predicted["chamfer_l1"] < 0.01 and predicted["fscore_0.02"] > 0.95
   assert baseline["volume_iou"] < 0.95 and baseline["chamfer_l1"] > predicted["chamfer_l1"]
 
+class Steep:
+  """A stand-in for the model: the SDF of an off-centre sphere times slope. A learned SDF is no exact distance: its
+  values change up to about twice as fast (1.9 at most on trained checkpoints), which predicted_grids' MARGIN allows for."""
+  def __init__(self, slope:float): self.slope = slope
+  def sdf(self, latent:Tensor, point:Tensor) -> Tensor:
+    return (((point - Tensor([0.3, -0.1, 0.05])) ** 2).sum(-1).sqrt() - 0.4) * self.slope   # [B,...]
+
+def test_coarse_to_fine_grid_equals_the_whole_grid():
+  exact = 1.5 * (np.linalg.norm(evaluate.grid_points() - np.array([0.3, -0.1, 0.05]), axis=-1) - 0.4)   # [G,G,G]
+  grid = evaluate.predicted_grids(Steep(1.5), np.zeros((1, 8), np.float32))[0]
+  assert ((grid < 0) == (exact < 0)).all()                                     # the volume, cell by cell
+  near = np.abs(exact) < 1.5 * np.sqrt(3) * 2 / evaluate.GRID                  # within a cell's diagonal of the surface
+  np.testing.assert_allclose(grid[near], exact[near], atol=1e-5)               # so the mesh's cells, in place
+  assert (grid != exact).mean() > 0.5                                          # and most cells were never evaluated
+
+def test_pixels_off_the_disc_are_rendered_with_one_sample():
+  model, data = tiny_model(), shapes.make_dataset(2, 16, 0)
+  latent = model.encoder(Tensor(data["images"])).numpy()                                                   # [S,L]
+  origin, direction = shapes.view_rays(data["novel_poses"][:, :2], 16)                                     # [4,3] [4,P,3]
+  full = model.sdf(Tensor(latent.repeat(2, 0)), render.sample_points(Tensor(origin).unsqueeze(1), Tensor(direction), 6)).min(-1)
+  np.testing.assert_allclose(evaluate.render_views(model, latent.repeat(2, 0), data["novel_poses"][:, :2], 16, 6), full.numpy(), atol=1e-6)
+  middle = -(origin[:, None] * direction).sum(-1)
+  assert ((origin * origin).sum(-1)[:, None] - middle ** 2 > 1).all(0).sum() > 0   # some pixels miss the sphere in every view
+
 # *** train ***
 
 def tiny_step(samples=8, views=1, **flags):
