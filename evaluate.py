@@ -32,7 +32,7 @@ def log(message:str): print(message, flush=True)
 # *** silhouettes on full images ***
 
 def jit(fn):
-  """TinyJit(fn) replayed without device graphs (JIT=2): tinygrad 0.14's CUDA graph refused a kernel of the one-sample
+  """TinyJit(fn) replayed without device graphs (JIT=2): tinygrad 0.14's CUDA graph refused a kernel of a one-sample
   render ("invalid argument", on an H200), and evaluation's kernels are big enough that launching each alone costs
   nothing measurable."""
   jitted = TinyJit(fn)
@@ -46,26 +46,21 @@ def chunked(fn, *arrays:np.ndarray) -> np.ndarray:
   arrays = [np.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1)) for x in arrays]
   return np.concatenate([jitted(*(Tensor(x[i:i + CHUNK]) for x in arrays)).numpy() for i in range(0, V + pad, CHUNK)])[:V]
 
-def over_disc(render_fn, origin:np.ndarray, direction:np.ndarray, samples:int) -> np.ndarray:
-  """render_fn(directions [V,P',3], samples) -> [V,P',...] for the views' rays (origins [V,3], directions [V,P,3]), made
-  [V,P,...] at the cost of the pixels inside the bounding sphere's disc (about 70%): every camera sits at the same distance
-  facing the centre, so the same pixels miss the sphere in every view, and a ray that misses has all its samples on one
-  point (render.sample_depths), so one sample gives it the same picture."""
-  middle = -(origin[:, None] * direction).sum(-1)                                                             # [V,P]
-  disc = ((origin * origin).sum(-1)[:, None] - middle * middle < render.BOUND ** 2).any(0)                    # [P] meets it in some view
-  out = None
-  for pixels, n in ((disc, samples), (~disc, 1)):
-    if pixels.any():
-      part = render_fn(direction[:, pixels], n)                                                               # [V,P',...]
-      if out is None: out = np.zeros(direction.shape[:2] + part.shape[2:], part.dtype)
-      out[:, pixels] = part
+def over_disc(render_fn, origin:np.ndarray, direction:np.ndarray, background:float) -> np.ndarray:
+  """render_fn(directions [V,P',3]) -> [V,P',...] for the views' rays (origins [V,3], directions [V,P,3]), made [V,P,...]
+  at the cost of the pixels whose ray meets the bounding sphere (about 70%; every camera sits at the same distance facing
+  the centre, so they are the same pixels in every view); the others are background (render.meets_bound)."""
+  disc = render.meets_bound(origin, direction).any(0)                                                          # [P]
+  part = render_fn(direction[:, disc])                                                                         # [V,P',...]
+  out = np.full(direction.shape[:2] + part.shape[2:], background, part.dtype)
+  out[:, disc] = part
   return out
 
 def render_views(model:SDFSRN, latent:np.ndarray, poses:np.ndarray, res:int, samples:int) -> np.ndarray:
-  """min_sdf [V,P] of every pixel of the views poses [V,2] (or [S,V,2]) of the shapes latent [V,L]."""
+  """min_sdf [V,P] of every pixel of the views poses [V,2] (or [S,V,2]) of the shapes latent [V,L]; +inf where the ray misses."""
   origin, direction = shapes.view_rays(poses, res)
-  min_sdf = lambda n: lambda latent, origin, direction: model.sdf(latent, render.sample_points(origin.unsqueeze(1), direction, n)).min(-1)
-  return over_disc(lambda direction, n: chunked(min_sdf(n), latent, origin, direction), origin, direction, samples)   # [V,P]
+  min_sdf = lambda latent, origin, direction: model.sdf(latent, render.sample_points(origin.unsqueeze(1), direction, samples)).min(-1)
+  return over_disc(lambda direction: chunked(min_sdf, latent, origin, direction), origin, direction, np.inf)   # [V,P]
 
 def iou(mask:np.ndarray, truth:np.ndarray) -> np.ndarray:
   """Intersection over union of hard masks [V,...] per view [V]; a view where both are empty counts 1."""
@@ -196,16 +191,16 @@ def save_obj(path:str, vertices:np.ndarray, faces:np.ndarray):
 def shaded_views(model:SDFSRN, latent:np.ndarray, poses:np.ndarray, res:int, samples:int) -> np.ndarray:
   """Lambert-shaded pictures [V,H,W,3] of the predicted shapes (latent [V,L]) from poses [V,2], lit as the input images are."""
   (origin, direction), light = shapes.view_rays(poses, res), shapes.world_lights(poses)
-  shade = lambda n: lambda latent, origin, direction, light: render.shaded(lambda point: model.sdf(latent, point), origin.unsqueeze(1),
-                                                                           direction, light, n)
-  return over_disc(lambda direction, n: chunked(shade(n), latent, origin, direction, light), origin, direction, samples).reshape(len(poses), res, res, 3)
+  shade = lambda latent, origin, direction, light: render.shaded(lambda point: model.sdf(latent, point), origin.unsqueeze(1), direction,
+                                                                 light, samples)
+  return over_disc(lambda direction: chunked(shade, latent, origin, direction, light), origin, direction, 0).reshape(len(poses), res, res, 3)
 
 def shaded_truth(shape:dict, poses:np.ndarray, res:int, samples:int) -> np.ndarray:
   """The same pictures [V,H,W,3] of a true shape: its analytic SDF through the same renderer, so both sides are drawn alike."""
   (origin, direction), light = shapes.view_rays(poses, res), shapes.world_lights(poses)
   sdf_fn = lambda point: Tensor(shapes.shape_sdf(shape, point.numpy()).astype(np.float32))
-  shade = lambda direction, n: render.shaded(sdf_fn, Tensor(origin).unsqueeze(1), Tensor(direction), Tensor(light), n).numpy()
-  return over_disc(shade, origin, direction, samples).reshape(len(poses), res, res, 3)
+  shade = lambda direction: render.shaded(sdf_fn, Tensor(origin).unsqueeze(1), Tensor(direction), Tensor(light), samples).numpy()
+  return over_disc(shade, origin, direction, 0).reshape(len(poses), res, res, 3)
 
 def checkpoint_iou(model:SDFSRN, data:dict, samples:int) -> float:
   """Novel-view IoU of the first CHECK_SHAPES shapes, for the loss curve: cheap enough to measure at every checkpoint."""

@@ -24,6 +24,12 @@ def sample_depths(origin:Tensor, direction:Tensor, samples:int) -> Tensor:
   step = (Tensor.arange(samples) + 0.5) / samples * 2 - 1                  # [N] in (-1,1)
   return middle.unsqueeze(-1) + half.unsqueeze(-1) * step                   # [B,R,N]
 
+def meets_bound(origin:np.ndarray, direction:np.ndarray) -> np.ndarray:
+  """Whether each ray [V,P] of origins [V,3] and unit directions [V,P,3] meets the bounding sphere. One that misses has
+  all its samples on one point outside every shape (sample_depths): the renderer's picture there is background."""
+  middle = -(origin[:, None] * direction).sum(-1)                           # [V,P]
+  return (origin * origin).sum(-1)[:, None] - middle * middle < BOUND * BOUND
+
 def at(origin:Tensor, direction:Tensor, depth:Tensor) -> Tensor:
   """point = origin + depth * direction: [B,1,3], [B,R,3], [B,R,...] -> [B,R,...,3]."""
   extra = depth.ndim - direction.ndim + 1

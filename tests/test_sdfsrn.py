@@ -242,14 +242,17 @@ def test_coarse_to_fine_grid_equals_the_whole_grid():
   np.testing.assert_allclose(grid[near], exact[near], atol=1e-5)               # so the mesh's cells, in place
   assert (grid != exact).mean() > 0.5                                          # and most cells were never evaluated
 
-def test_pixels_off_the_disc_are_rendered_with_one_sample():
+def test_pixels_off_the_disc_are_background():
   model, data = tiny_model(), shapes.make_dataset(2, 16, 0)
   latent = model.encoder(Tensor(data["images"])).numpy()                                                   # [S,L]
   origin, direction = shapes.view_rays(data["novel_poses"][:, :2], 16)                                     # [4,3] [4,P,3]
-  full = model.sdf(Tensor(latent.repeat(2, 0)), render.sample_points(Tensor(origin).unsqueeze(1), Tensor(direction), 6)).min(-1)
-  np.testing.assert_allclose(evaluate.render_views(model, latent.repeat(2, 0), data["novel_poses"][:, :2], 16, 6), full.numpy(), atol=1e-6)
-  middle = -(origin[:, None] * direction).sum(-1)
-  assert ((origin * origin).sum(-1)[:, None] - middle ** 2 > 1).all(0).sum() > 0   # some pixels miss the sphere in every view
+  full = model.sdf(Tensor(latent.repeat(2, 0)), render.sample_points(Tensor(origin).unsqueeze(1), Tensor(direction), 6)).min(-1).numpy()
+  rendered = evaluate.render_views(model, latent.repeat(2, 0), data["novel_poses"][:, :2], 16, 6)         # [4,P]
+  meets = render.meets_bound(origin, direction)                                                            # [4,P]
+  np.testing.assert_allclose(rendered[:, meets.any(0)], full[:, meets.any(0)], atol=1e-6)
+  assert (~meets.any(0)).sum() > 0 and (rendered[:, ~meets.any(0)] == np.inf).all()
+  # the unit sphere subtends 23.6 degrees from 2.5 away: the corner pixel's ray (31.7 degrees off axis) misses, the centre's meets
+  assert not meets[:, 0].any() and meets[:, 8 * 16 + 8].all()
 
 # *** train ***
 
