@@ -220,6 +220,11 @@ def test_obj_round_trip(tmp_path):
   lines = open(tmp_path / "s.obj").read().split("\n")
   assert sum(l.startswith("v ") for l in lines) == len(vertices) and sum(l.startswith("f ") for l in lines) == len(faces)
 
+def test_nearest_equals_brute_force():
+  rng = np.random.default_rng(0)
+  a, b = rng.uniform(-1, 1, (300, 3)), rng.uniform(-1, 1, (700, 3))
+  np.testing.assert_allclose(evaluate.nearest(a, b), np.linalg.norm(a[:, None] - b[None], axis=-1).min(1), atol=1e-6)
+
 def test_3d_metrics_of_the_true_shape_beat_the_sphere_baseline():
   data = shapes.make_dataset(3, 16, 0)
   truth = np.stack([shapes.shape_sdf(s, evaluate.grid_points()) for s in data["shapes"][1:2]])           # the box
