@@ -23,9 +23,9 @@ def log(message:str): print(message, flush=True)
 # *** silhouettes on full images ***
 
 def jit(fn):
-  """TinyJit(fn) replayed without device graphs (JIT=2): tinygrad 0.14's CUDA graph refused a kernel of a one-sample
-  render ("invalid argument", on an H200), and evaluation's kernels are big enough that launching each alone costs
-  nothing measurable."""
+  """TinyJit(fn) replayed without device graphs (JIT=2): on an H200, tinygrad 0.14's CUDA graph refused a kernel of an
+  earlier version of these renders ("invalid argument"), and this is how the code since ran there; evaluation's kernels
+  are big enough that launching each alone costs nothing measurable (the same time on the CPU)."""
   jitted = TinyJit(fn)
   def call(*args):
     with Context(JIT=2): return jitted(*args)

@@ -69,8 +69,8 @@ def make_step(model:SDFSRN, opt:nn.optim.Optimizer, device:dict[str, Tensor], sa
   @TinyJit
   def step(shape:Tensor, row:Tensor, pick:Tensor, T:Tensor) -> Tensor:
     """One Adam step on shapes [B], their supervision views (rows of device_data) [B], one pixel per block [B,R] and
-    the temperature T [1]. Everything that changes between calls comes in as a tensor: TinyJit replays the captured kernels from the third
-    call on, freezing any Python value."""
+    the temperature T [1]. Everything that changes between calls comes in as a tensor: TinyJit replays the captured
+    kernels from the third call on, freezing any Python value."""
     with Context(TRAINING=1):
       opt.zero_grad()
       latent = model.encoder(device["images"][shape])                                                      # [B,L]
