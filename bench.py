@@ -1,7 +1,8 @@
 # Benchmark of the default training step: ms per step, points per second, memory, time to the first step, and the
 # same step built the naive way (autograd through every sample, latent concatenated to every point), side by side in
-# one process on one device. `python bench.py` (DEV=... picks the device). Numbers are printed, never asserted.
-import os, resource, sys, time
+# one process on one device; on the CPU also the default step split over 2 processes (train.py --workers). `python bench.py`
+# (DEV=... picks the device). Numbers are printed, never asserted.
+import argparse, os, resource, sys, time
 import train   # first: it turns METAL=1 / CUDA=1 / CLANG=1 into DEV=... before tinygrad is imported
 import numpy as np
 from tinygrad import Tensor, Device, nn
@@ -40,15 +41,31 @@ def measure(name:str, naive:bool=False, views:int=1, symmetric:bool=False, shadi
   opt = nn.optim.Adam(nn.state.get_parameters(model), lr=train.LR)
   step = train.make_step(model, opt, train.device_data(data, supervise_3d), train.SAMPLES, shading, supervise_3d,
                          min_sdf=full_min_sdf if naive else render.min_sdf)
-  batches, t = train.batches(np.random.default_rng(0), train.SHAPES, views, train.RES), Tensor([train.T_END])
+  batches = train.batches(np.random.default_rng(0), train.SHAPES, views, train.RES)
+  return timed(name, lambda i: step(*map(Tensor, batches[i % len(batches)]), Tensor([train.T_END])).item())
+
+def measure_workers(workers:int) -> float:
+  """The default step split over processes as `train.py --workers` splits it (the CPU device only)."""
+  args = argparse.Namespace(shapes=train.SHAPES, res=train.RES, samples=train.SAMPLES, seed=train.SEED, rotate=False, views=1,
+                            symmetric=False, shading=0.0, supervise_3d=False, resume=False, workers=workers)
+  parts, helpers = train.parts(args), []
+  step = train.setup(args, len(parts[0]) / train.BATCH, train.sum_from_helpers(helpers))[3]
+  helpers += train.spawn_helpers(args)
+  batches = train.batches(np.random.default_rng(0), train.SHAPES, 1, train.RES)
+  def one(i:int):
+    for conn, part in zip(helpers, parts[1:]): conn.send((*(x[part] for x in batches[i % len(batches)]), train.T_END, train.LR))
+    step(*(Tensor(x[parts[0]]) for x in batches[i % len(batches)]), Tensor([train.T_END])).item()
+  return timed(f"{workers} processes", one)
+
+def timed(name:str, step) -> float:
   start = time.perf_counter()
-  step(*batches[0], t).item()
+  step(0)
   first = time.perf_counter() - start
-  for i in (1, 2): step(*batches[i % len(batches)], t).item()   # the second call captures the jit, the third replays
+  for i in (1, 2): step(i)   # the second call captures the jit, the third replays
   start = time.perf_counter()
-  for i in range(STEPS): step(*batches[i % len(batches)], t).item()
+  for i in range(STEPS): step(i)
   ms = (time.perf_counter() - start) / STEPS * 1000
-  B, R = batches[0][2].shape
+  B, R = train.BATCH, (train.RES // train.BLOCK) ** 2
   points = B * R * (train.SAMPLES + 1)                                                      # N searched + 1 with gradient
   print(f"{name:>14}: {ms:8.1f} ms/step  {points / ms * 1000 / 1e6:6.2f} M points/s  first step {first:5.1f} s  "
         f"device memory {GlobalCounters.mem_used / 2**20:7.1f} MiB  peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10:7.1f} MiB")
@@ -58,6 +75,7 @@ if __name__ == "__main__":
   print(f"device {Device.DEFAULT}, {train.BATCH} images x {(train.RES // train.BLOCK) ** 2} rays x {train.SAMPLES} samples, "
         f"decoder width {SDFSRN().decoder.width}, {STEPS} timed steps")
   fast = measure("default", naive=False)
+  if Device.DEFAULT == "CPU": print(f"speed-up of 2 processes (train.py's default here) over one: {fast / measure_workers(2):.2f}x")
   slow = measure("naive", naive=True)
   print(f"speed-up of the default step over the naive one: {slow / fast:.1f}x")
   for flag, kwargs in FLAG_STEPS.items() if FLAGS else ():

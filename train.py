@@ -8,7 +8,8 @@ import os
 # DEV=... before tinygrad is imported (CLANG became the CPU device).
 for old in ("METAL", "AMD", "NV", "CUDA", "QCOM", "CL", "CPU", "CLANG", "WEBGPU"):
   if os.environ.pop(old, "") == "1": os.environ.setdefault("DEV", "CPU" if old == "CLANG" else old)
-import argparse, fcntl, math, platform, signal, sys, time
+import argparse, fcntl, math, multiprocessing, platform, signal, sys, time
+from typing import Callable
 import numpy as np
 from tinygrad import Tensor, TinyJit, Device, Context, nn
 from tinygrad.device import ALL_DEVICES
@@ -63,14 +64,16 @@ def learning_rate(epoch:int, epochs:int) -> float:
 # *** training ***
 
 def make_step(model:SDFSRN, opt:nn.optim.Optimizer, device:dict[str, Tensor], samples:int, shading:float=0.0, supervise_3d:bool=False,
-              min_sdf=render.min_sdf):
-  """The jitted training step over data kept on the device (device_data). bench.py swaps min_sdf for full autograd
-  through every sample to measure what the argmin gradient saves."""
+              min_sdf=render.min_sdf, share:float=1.0, exchange=None):
+  """The training step over data kept on the device (device_data): a jitted gradient, then a jitted Adam update. With
+  --workers, each process computes the loss and gradients of its part of the batch, weighted by its share of the batch,
+  and exchange(loss, *gradients) overwrites them with their sums over all processes (see spawn_helpers). bench.py swaps
+  min_sdf for full autograd through every sample to measure what the argmin gradient saves."""
   @TinyJit
-  def step(shape:Tensor, row:Tensor, pick:Tensor, T:Tensor) -> Tensor:
-    """One Adam step on shapes [B], their supervision views (rows of device_data) [B], one pixel per block [B,R] and
-    the temperature T [1]. Everything that changes between calls comes in as a tensor: TinyJit replays the captured
-    kernels from the third call on, freezing any Python value."""
+  def gradient(shape:Tensor, row:Tensor, pick:Tensor, T:Tensor) -> list[Tensor]:
+    """The loss and the gradients of Adam's parameters for shapes [B], their supervision views (rows of device_data) [B],
+    one pixel per block [B,R] and the temperature T [1]. Everything that changes between calls comes in as a tensor:
+    TinyJit replays the captured kernels from the third call on, freezing any Python value."""
     with Context(TRAINING=1):
       opt.zero_grad()
       latent = model.encoder(device["images"][shape])                                                      # [B,L]
@@ -78,27 +81,40 @@ def make_step(model:SDFSRN, opt:nn.optim.Optimizer, device:dict[str, Tensor], sa
       one = pick.one_hot(BLOCK * BLOCK)                                                                    # [B,R,BLOCK^2]
       if supervise_3d:   # the upper bound: the decoder fitted to the analytic SDF, no renderer involved
         fitted = sdf_fn((device["sdf_points"][shape] * one.unsqueeze(-1)).sum(-2)).clip(-SDF_CLAMP, SDF_CLAMP)   # [B,R]
-        loss = (fitted - (device["sdf_values"][shape] * one).sum(-1).clip(-SDF_CLAMP, SDF_CLAMP)).abs().mean().backward()
-        return loss.realize(*opt.schedule_step())
-      origin = device["origins"][row].unsqueeze(1)                                                         # [B,1,3]
-      direction = (device["directions"][row] * one.unsqueeze(-1)).sum(-2)                                # [B,R,3]
-      target = (device["targets"][row] * one).sum(-1)                                                     # [B,R] 0 or 1
-      depth, sampled = render.march(sdf_fn, origin, direction, samples)                                   # [B,R,N] each
-      sdf = min_sdf(sdf_fn, origin, direction, depth, sampled)                                            # [B,R]
-      # BCE on the logit -min_sdf/T: unlike the MSE of the sigmoid it does not vanish where a ray misses by far
-      loss = (-sdf / T).binary_crossentropy_logits(target)
-      if shading:
-        # the photometric term: Lambert shading of the first surface crossing against the image, on pixels inside both
-        # silhouettes. The crossing's depth carries no gradient; its normal does (central differences of the decoder).
-        surface_depth, hit = render.surface(sdf_fn, origin, direction, depth, sampled)                   # [B,R]
-        shade = render.lambert(render.normal(sdf_fn, render.at(origin, direction, surface_depth)), device["lights"][row].unsqueeze(1))
-        both = hit.float() * target                                                                       # [B,R]
-        truth = (device["shades"][row] * one).sum(-1)                                                     # [B,R]
-        loss = loss + shading * (((shade - truth) ** 2) * both).sum() / both.sum().maximum(1)
-      return loss.backward().realize(*opt.schedule_step())
+        loss = (fitted - (device["sdf_values"][shape] * one).sum(-1).clip(-SDF_CLAMP, SDF_CLAMP)).abs().mean()
+      else:
+        origin = device["origins"][row].unsqueeze(1)                                                       # [B,1,3]
+        direction = (device["directions"][row] * one.unsqueeze(-1)).sum(-2)                               # [B,R,3]
+        target = (device["targets"][row] * one).sum(-1)                                                   # [B,R] 0 or 1
+        depth, sampled = render.march(sdf_fn, origin, direction, samples)                                 # [B,R,N] each
+        # contiguous_backward: the loss's gradient at min_sdf is computed once, not again in every kernel that reads it
+        sdf = min_sdf(sdf_fn, origin, direction, depth, sampled).contiguous_backward()                    # [B,R]
+        # BCE on the logit -min_sdf/T: unlike the MSE of the sigmoid it does not vanish where a ray misses by far
+        loss = (-sdf / T).binary_crossentropy_logits(target)
+        if shading:
+          # the photometric term: Lambert shading of the first surface crossing against the image, on pixels inside both
+          # silhouettes. The crossing's depth carries no gradient; its normal does (central differences of the decoder).
+          surface_depth, hit = render.surface(sdf_fn, origin, direction, depth, sampled)                 # [B,R]
+          shade = render.lambert(render.normal(sdf_fn, render.at(origin, direction, surface_depth)), device["lights"][row].unsqueeze(1))
+          both = hit.float() * target                                                                     # [B,R]
+          truth = (device["shades"][row] * one).sum(-1)                                                   # [B,R]
+          loss = loss + shading * (((shade - truth) ** 2) * both).sum() / both.sum().maximum(1)
+      (loss := loss * share).backward()
+      return [loss.realize(*[p.grad for p in opt.params]), *[p.grad for p in opt.params]]
+  @TinyJit
+  def update(*gradients:Tensor):
+    with Context(TRAINING=1):
+      for p, g in zip(opt.params, gradients): p.grad = g
+      Tensor.realize(*opt.schedule_step())
+  def step(shape:Tensor, row:Tensor, pick:Tensor, T:Tensor) -> Tensor:
+    """One Adam step; the batch's loss [] (read it before the next step: a jit's output is overwritten by its next call)."""
+    loss, *gradients = gradient(shape, row, pick, T)
+    if exchange is not None: exchange(loss, *gradients)
+    update(*gradients)
+    return loss
   return step
 
-def batches(rng:np.random.Generator, count:int, views:int, res:int) -> list[tuple[Tensor, Tensor, Tensor]]:
+def batches(rng:np.random.Generator, count:int, views:int, res:int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
   """One epoch: each of count shapes once in a random order, batch by batch: shapes [B], the row of a random one of
   their views [B] (always view 0 when views = 1) and one random pixel per block [B,R]."""
   order, batch, out = rng.permutation(count), min(BATCH, count), []
@@ -106,21 +122,92 @@ def batches(rng:np.random.Generator, count:int, views:int, res:int) -> list[tupl
     shape = order[i * batch:(i + 1) * batch]
     pick = rng.integers(0, BLOCK * BLOCK, (batch, (res // BLOCK) ** 2), dtype=np.int32)
     view = rng.integers(0, views, batch) if views > 1 else np.zeros(batch, np.int64)
-    out.append((Tensor(shape.astype(np.int32)), Tensor((shape * views + view).astype(np.int32)), Tensor(pick)))
+    out.append((shape.astype(np.int32), (shape * views + view).astype(np.int32), pick))
   return out
 
 def config(args) -> dict:   # what a checkpoint must have been trained with to be resumed or evaluated: every flag but where and what to do
-  return {k: v for k, v in vars(args).items() if k not in ("out", "resume", "eval", "image")}
+  return {k: v for k, v in vars(args).items() if k not in ("out", "resume", "eval", "image", "workers")}
+
+# *** the second core: tinygrad 0.14's CPU device runs every kernel on one core (it splits a kernel into THREAD parts
+# and runs them one after another), so with --workers N the batch is split across N processes (data parallel): each
+# computes the gradient of its part, the main process sums them and sends the sum back, and every process applies the
+# same Adam update to its own copy of the model, which stays identical to the others' ***
+
+def parts(args) -> list[np.ndarray]:
+  """The batch's rows each process takes, main process first."""
+  batch = min(BATCH, args.shapes)
+  return np.array_split(np.arange(batch), min(args.workers, batch))
+
+def host(tensors:tuple[Tensor, ...]) -> list[np.ndarray]:
+  """The CPU device's memory of realised tensors, as numpy arrays that read and write it (no copy)."""
+  return [np.frombuffer(t.uop.buffer.ensure_allocated().as_memoryview(allow_zero_copy=True), np.float32) for t in tensors]
+
+def receive(conn) -> np.ndarray:
+  try: return np.frombuffer(conn.recv_bytes(), np.float32)
+  except EOFError: raise OSError("a --workers helper process ended (its error, if any, is above)") from None
+
+def write(views:list[np.ndarray], total:np.ndarray):
+  for view, part in zip(views, np.split(total, np.cumsum([len(v) for v in views])[:-1])): view[:] = part
+
+def sum_from_helpers(helpers:list) -> Callable:
+  def exchange(*mine:Tensor):   # the sum in one fixed order, so every process gets the same bytes
+    views = host(mine)
+    total = np.concatenate(views)
+    for conn in helpers: total += receive(conn)
+    for conn in helpers: conn.send_bytes(total)
+    write(views, total)
+  return exchange
+
+def sum_from_main(conn) -> Callable:
+  def exchange(*mine:Tensor):
+    views = host(mine)
+    conn.send_bytes(np.concatenate(views))
+    write(views, receive(conn))
+  return exchange
+
+def setup(args, share:float=1.0, exchange=None) -> tuple[dict, SDFSRN, nn.optim.Optimizer, Callable]:
+  """The dataset, the model and Adam (from the checkpoint with --resume), and the step: the same in every process."""
+  data = shapes.make_dataset(args.shapes, args.res, args.seed, args.rotate, args.views)
+  Tensor.manual_seed(args.seed)
+  model = SDFSRN(args.res, symmetric=args.symmetric)
+  opt = nn.optim.Adam(nn.state.get_parameters(model), lr=LR)
+  step = make_step(model, opt, device_data(data, args.supervise_3d, args.seed), args.samples, args.shading, args.supervise_3d,
+                   share=share, exchange=exchange)
+  return data, model, opt, step
+
+def helper(args, rank:int, conn):
+  """A helper process: the gradient of part rank of every batch the main process sends, until it closes the pipe."""
+  share = len(parts(args)[rank]) / min(BATCH, args.shapes)
+  _, model, opt, step = setup(args, share, sum_from_main(conn))
+  if args.resume: load_checkpoint(os.path.join(args.out, "model.safetensors"), model, opt)
+  try:
+    while True:
+      shape, row, pick, T, lr = conn.recv()
+      opt.lr.assign(Tensor([lr], dtype=opt.lr.dtype)).realize()
+      step(Tensor(shape), Tensor(row), Tensor(pick), Tensor([T]))
+  except (EOFError, OSError): pass   # the main process has finished, failed or been killed
+
+def spawn_helpers(args) -> list:
+  """Pipes to len(parts(args)) - 1 helper processes, started fresh (spawn: tinygrad's state is not forked); they end
+  with the main process."""
+  pipes, context = [], multiprocessing.get_context("spawn")
+  # Ctrl-C is the main process's (it finishes the epoch and saves): helpers start with SIGINT ignored, which Python keeps
+  handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+  for rank in range(1, len(parts(args))):
+    mine, theirs = context.Pipe()
+    context.Process(target=helper, args=(args, rank, theirs), daemon=True).start()
+    pipes.append(mine)
+  signal.signal(signal.SIGINT, handler)
+  return pipes
 
 def train(args):
   start = time.perf_counter()
   make_out(args.out)
   log(f"device {Device.DEFAULT}; drawing {args.shapes} shapes x {args.views} view(s) at {args.res}x{args.res}")
-  data = shapes.make_dataset(args.shapes, args.res, args.seed, args.rotate, args.views)
-  Tensor.manual_seed(args.seed)
-  model = SDFSRN(args.res, symmetric=args.symmetric)
-  opt = nn.optim.Adam(nn.state.get_parameters(model), lr=LR)
-  step = make_step(model, opt, device_data(data, args.supervise_3d, args.seed), args.samples, args.shading, args.supervise_3d)
+  mine = parts(args)[0]
+  helpers = []   # filled once the checkpoint to resume from has been checked
+  exchange = sum_from_helpers(helpers) if len(parts(args)) > 1 else None
+  data, model, opt, step = setup(args, len(mine) / min(BATCH, args.shapes), exchange)
   checkpoint, first, history, checks = os.path.join(args.out, "model.safetensors"), 0, [], []   # checks: (epoch, novel-view IoU)
   if args.resume:
     if not os.path.isfile(checkpoint): fail(f"nothing to resume: no {checkpoint}")
@@ -128,6 +215,7 @@ def train(args):
     except Exception as e: fail(f"cannot resume from {checkpoint}: {type(e).__name__}: {e}")
     if saved != config(args): fail(f"{checkpoint} was trained with {saved}, not {config(args)}")
     log(f"resuming {checkpoint} after epoch {first}")
+  helpers += spawn_helpers(args)
   log("compiling the training step (the first epoch is slow)")
   # Ctrl-C lets the epoch in progress finish, so the checkpoint holds a whole number of epochs and --resume continues
   # exactly where a straight run would be
@@ -140,8 +228,11 @@ def train(args):
     T = temperature(epoch, args.epochs)
     opt.lr.assign(Tensor([learning_rate(epoch, args.epochs)], dtype=opt.lr.dtype)).realize()   # a buffer the jitted step reads
     # a generator per epoch: a resumed run draws exactly what a straight run does
-    losses = [step(*batch, Tensor([T])) for batch in batches(np.random.default_rng([args.seed, epoch]), args.shapes, args.views, args.res)]
-    history.append(sum(loss.item() for loss in losses) / len(losses))
+    losses = []
+    for batch in batches(np.random.default_rng([args.seed, epoch]), args.shapes, args.views, args.res):
+      for conn, part in zip(helpers, parts(args)[1:]): conn.send((*(x[part] for x in batch), T, learning_rate(epoch, args.epochs)))
+      losses.append(step(*(Tensor(x[mine]) for x in batch), Tensor([T])).item())   # now: a jit's output is overwritten by its next call
+    history.append(sum(losses) / len(losses))
     bar.set_description(f"loss {history[-1]:.4f} T {T:.3f}")
     if not math.isfinite(history[-1]):
       fail(f"loss became {history[-1]} in epoch {epoch + 1}; the last good checkpoint ({checkpoint}) is untouched")
@@ -154,7 +245,7 @@ def train(args):
   signal.signal(signal.SIGINT, signal.default_int_handler)
   trained = time.perf_counter() - start
   metrics, novel_sdf, meshes, held_data = evaluate.evaluate(model, data, args.samples, args.seed, args.rotate)
-  metrics |= dict(epochs=args.epochs, config=config(args), train_seconds=round(trained, 1), device=Device.DEFAULT, checkpoint_novel_iou=checks)
+  metrics |= dict(epochs=args.epochs, config=config(args), workers=len(parts(args)), train_seconds=round(trained, 1), device=Device.DEFAULT, checkpoint_novel_iou=checks)
   log("drawing figures")
   paths = figures.write_figures(model, data, held_data, args.samples, args.out, metrics | dict(wall_seconds=round(time.perf_counter() - start, 1),
                                  loss_history=history), novel_sdf, meshes)
@@ -230,6 +321,8 @@ if __name__ == "__main__":
   parser.add_argument("--shading", type=float, nargs="?", const=1.0, default=0.0, metavar="WEIGHT",
                       help="add a photometric Lambert term with this weight (default 1; beyond silhouette-only supervision)")
   parser.add_argument("--supervise-3d", action="store_true", help="upper bound: fit the decoder to the analytic SDF instead of silhouettes")
+  parser.add_argument("--workers", type=int, help="processes that share each batch (data parallel; default 2 on the CPU, whose "
+                      "tinygrad device computes on one core, 1 elsewhere): the same training up to float rounding")
   parser.add_argument("--out", default="out", help="where checkpoint, figures and metrics.json go")
   parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
   parser.add_argument("--eval", metavar="CKPT", help="evaluate a checkpoint, print its metrics as JSON, train nothing")
@@ -241,6 +334,7 @@ if __name__ == "__main__":
   if args.symmetric and args.rotate:
     parser.error("--symmetric assumes shapes mirror-symmetric about the coordinate planes; rotated shapes (--rotate) are not")
   if args.seed < 0: parser.error("--seed must be >= 0 (numpy's generators take no negative seeds)")
+  if args.workers is not None and args.workers < 1: parser.error("--workers must be >= 1")
   if not 0 <= args.shading < math.inf: parser.error("--shading WEIGHT must be a finite number >= 0")
   if args.image and not args.eval: parser.error("--image needs --eval CKPT")
   if args.eval and (ignored := [f"--{k.replace('_', '-')}" for k in ("epochs", "shapes", "res", "samples", "seed", "rotate", "views", "symmetric",
@@ -255,6 +349,8 @@ if __name__ == "__main__":
   try:
     with Context(CACHELEVEL=0): (Tensor.ones(64).contiguous() + 1).realize()
   except Exception as e: fail(device_error(e))
+  if args.workers is None: args.workers = 2 if Device.DEFAULT == "CPU" else 1
+  if args.workers > 1 and Device.DEFAULT != "CPU": fail(f"--workers above 1 is for the CPU device (processes share its memory), not {Device.DEFAULT}")
   try:
     if args.image: figures.reconstruct(args.eval, args.image, args.out)
     elif args.eval: evaluate.evaluate_checkpoint(args.eval)

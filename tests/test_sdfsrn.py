@@ -383,6 +383,16 @@ def test_interrupt_then_resume_equals_straight_run(tmp_path):
     resumed_metrics, straight_metrics = (json.load(open(os.path.join(d, "metrics.json"))) for d in (broken, straight))
     assert resumed_metrics[k] == pytest.approx(straight_metrics[k], rel=1e-5)
 
+def test_two_workers_train_as_one(tiny_run, tmp_path):
+  # the tiny run used train.py's default on the CPU: 2 processes, each the gradient of part of every batch (2 + 1 of 3
+  # shapes, weighted by their share), summed; one process must train the same model, up to float rounding
+  one = run_train("--epochs", "2", *TINY, "--out", str(tmp_path), "--workers", "1")
+  assert one.returncode == 0, one.stderr[-2000:]
+  two, one = (json.load(open(os.path.join(d, "metrics.json"))) for d in (tiny_run, tmp_path))
+  assert (two["workers"], one["workers"]) == (2, 1)
+  np.testing.assert_allclose(two["loss_history"], one["loss_history"], rtol=1e-5)
+  for k in ("train_mse", "novel_iou", "volume_iou"): assert two[k] == pytest.approx(one[k], rel=1e-4, abs=1e-6)
+
 def test_nan_loss_stops_and_keeps_checkpoint(tiny_run, tmp_path):
   path = str(tmp_path / "model.safetensors")
   saved = str(tiny_run / "model.safetensors")
