@@ -7,7 +7,7 @@ import train   # first: it turns METAL=1 / CUDA=1 / CLANG=1 into DEV=... before 
 import numpy as np
 from tinygrad import Tensor, Device, nn
 from tinygrad.helpers import GlobalCounters, getenv
-import render, shapes
+import render, shapes, workers
 from sdfsrn import SDFSRN
 
 STEPS = getenv("STEPS", 10)   # timed steps after the three that compile and capture the jit
@@ -44,18 +44,18 @@ def measure(name:str, naive:bool=False, views:int=1, symmetric:bool=False, shadi
   batches = train.batches(np.random.default_rng(0), train.SHAPES, views, train.RES)
   return timed(name, lambda i: step(*map(Tensor, batches[i % len(batches)]), Tensor([train.T_END])).item())
 
-def measure_workers(workers:int) -> float:
+def measure_workers(count:int) -> float:
   """The default step split over processes as `train.py --workers` splits it (the CPU device only)."""
   args = argparse.Namespace(shapes=train.SHAPES, res=train.RES, samples=train.SAMPLES, seed=train.SEED, rotate=False, views=1,
-                            symmetric=False, shading=0.0, supervise_3d=False, resume=False, workers=workers)
-  parts, helpers = train.parts(args), []
-  step = train.setup(args, len(parts[0]) / train.BATCH, train.sum_from_helpers(helpers))[3]
-  helpers += train.spawn_helpers(args)
+                            symmetric=False, shading=0.0, supervise_3d=False, resume=False, workers=count)
+  (mine, *theirs), helpers = workers.parts(train.BATCH, count), []
+  step = train.setup(args, len(mine) / train.BATCH, workers.sum_from_helpers(helpers))[3]
+  helpers += workers.spawn(train.setup, args, [len(part) / train.BATCH for part in theirs])
   batches = train.batches(np.random.default_rng(0), train.SHAPES, 1, train.RES)
   def one(i:int):
-    for conn, part in zip(helpers, parts[1:]): conn.send((*(x[part] for x in batches[i % len(batches)]), train.T_END, train.LR))
-    step(*(Tensor(x[parts[0]]) for x in batches[i % len(batches)]), Tensor([train.T_END])).item()
-  return timed(f"{workers} processes", one)
+    for conn, part in zip(helpers, theirs): conn.send((*(x[part] for x in batches[i % len(batches)]), train.T_END, train.LR))
+    step(*(Tensor(x[mine]) for x in batches[i % len(batches)]), Tensor([train.T_END])).item()
+  return timed(f"{count} processes", one)
 
 def timed(name:str, step) -> float:
   start = time.perf_counter()

@@ -8,13 +8,13 @@ import os
 # DEV=... before tinygrad is imported (CLANG became the CPU device).
 for old in ("METAL", "AMD", "NV", "CUDA", "QCOM", "CL", "CPU", "CLANG", "WEBGPU"):
   if os.environ.pop(old, "") == "1": os.environ.setdefault("DEV", "CPU" if old == "CLANG" else old)
-import argparse, fcntl, math, multiprocessing, platform, signal, sys, time
+import argparse, fcntl, math, platform, signal, sys, time
 from typing import Callable
 import numpy as np
 from tinygrad import Tensor, TinyJit, Device, Context, nn
 from tinygrad.device import ALL_DEVICES
 from tinygrad.helpers import DEV, tqdm
-import evaluate, figures, render, sdfsrn, shapes
+import evaluate, figures, render, sdfsrn, shapes, workers
 from evaluate import fail, log
 from sdfsrn import SDFSRN, save_checkpoint, load_checkpoint
 
@@ -67,7 +67,7 @@ def make_step(model:SDFSRN, opt:nn.optim.Optimizer, device:dict[str, Tensor], sa
               min_sdf=render.min_sdf, share:float=1.0, exchange=None):
   """The training step over data kept on the device (device_data): a jitted gradient, then a jitted Adam update. With
   --workers, each process computes the loss and gradients of its part of the batch, weighted by its share of the batch,
-  and exchange(loss, *gradients) overwrites them with their sums over all processes (see spawn_helpers). bench.py swaps
+  and exchange(loss, *gradients) overwrites them with their sums over all processes (workers.py). bench.py swaps
   min_sdf for full autograd through every sample to measure what the argmin gradient saves."""
   @TinyJit
   def gradient(shape:Tensor, row:Tensor, pick:Tensor, T:Tensor) -> list[Tensor]:
@@ -128,43 +128,6 @@ def batches(rng:np.random.Generator, count:int, views:int, res:int) -> list[tupl
 def config(args) -> dict:   # what a checkpoint must have been trained with to be resumed or evaluated: every flag but where and what to do
   return {k: v for k, v in vars(args).items() if k not in ("out", "resume", "eval", "image", "workers")}
 
-# *** the second core: tinygrad 0.14's CPU device runs every kernel on one core (it splits a kernel into THREAD parts
-# and runs them one after another), so with --workers N the batch is split across N processes (data parallel): each
-# computes the gradient of its part, the main process sums them and sends the sum back, and every process applies the
-# same Adam update to its own copy of the model, which stays identical to the others' ***
-
-def parts(args) -> list[np.ndarray]:
-  """The batch's rows each process takes, main process first."""
-  batch = min(BATCH, args.shapes)
-  return np.array_split(np.arange(batch), min(args.workers, batch))
-
-def host(tensors:tuple[Tensor, ...]) -> list[np.ndarray]:
-  """The CPU device's memory of realised tensors, as numpy arrays that read and write it (no copy)."""
-  return [np.frombuffer(t.uop.buffer.ensure_allocated().as_memoryview(allow_zero_copy=True), np.float32) for t in tensors]
-
-def receive(conn) -> np.ndarray:
-  try: return np.frombuffer(conn.recv_bytes(), np.float32)
-  except EOFError: raise OSError("a --workers helper process ended (its error, if any, is above)") from None
-
-def write(views:list[np.ndarray], total:np.ndarray):
-  for view, part in zip(views, np.split(total, np.cumsum([len(v) for v in views])[:-1])): view[:] = part
-
-def sum_from_helpers(helpers:list) -> Callable:
-  def exchange(*mine:Tensor):   # the sum in one fixed order, so every process gets the same bytes
-    views = host(mine)
-    total = np.concatenate(views)
-    for conn in helpers: total += receive(conn)
-    for conn in helpers: conn.send_bytes(total)
-    write(views, total)
-  return exchange
-
-def sum_from_main(conn) -> Callable:
-  def exchange(*mine:Tensor):
-    views = host(mine)
-    conn.send_bytes(np.concatenate(views))
-    write(views, receive(conn))
-  return exchange
-
 def setup(args, share:float=1.0, exchange=None) -> tuple[dict, SDFSRN, nn.optim.Optimizer, Callable]:
   """The dataset, the model and Adam (from the checkpoint with --resume), and the step: the same in every process."""
   data = shapes.make_dataset(args.shapes, args.res, args.seed, args.rotate, args.views)
@@ -175,39 +138,14 @@ def setup(args, share:float=1.0, exchange=None) -> tuple[dict, SDFSRN, nn.optim.
                    share=share, exchange=exchange)
   return data, model, opt, step
 
-def helper(args, rank:int, conn):
-  """A helper process: the gradient of part rank of every batch the main process sends, until it closes the pipe."""
-  share = len(parts(args)[rank]) / min(BATCH, args.shapes)
-  _, model, opt, step = setup(args, share, sum_from_main(conn))
-  if args.resume: load_checkpoint(os.path.join(args.out, "model.safetensors"), model, opt)
-  try:
-    while True:
-      shape, row, pick, T, lr = conn.recv()
-      opt.lr.assign(Tensor([lr], dtype=opt.lr.dtype)).realize()
-      step(Tensor(shape), Tensor(row), Tensor(pick), Tensor([T]))
-  except (EOFError, OSError): pass   # the main process has finished, failed or been killed
-
-def spawn_helpers(args) -> list:
-  """Pipes to len(parts(args)) - 1 helper processes, started fresh (spawn: tinygrad's state is not forked); they end
-  with the main process."""
-  pipes, context = [], multiprocessing.get_context("spawn")
-  # Ctrl-C is the main process's (it finishes the epoch and saves): helpers start with SIGINT ignored, which Python keeps
-  handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
-  for rank in range(1, len(parts(args))):
-    mine, theirs = context.Pipe()
-    context.Process(target=helper, args=(args, rank, theirs), daemon=True).start()
-    pipes.append(mine)
-  signal.signal(signal.SIGINT, handler)
-  return pipes
-
 def train(args):
   start = time.perf_counter()
   make_out(args.out)
   log(f"device {Device.DEFAULT}; drawing {args.shapes} shapes x {args.views} view(s) at {args.res}x{args.res}")
-  mine = parts(args)[0]
+  size = min(BATCH, args.shapes)
+  mine, *theirs = parts = workers.parts(size, args.workers)   # rows of each batch: this process's, each helper's
   helpers = []   # filled once the checkpoint to resume from has been checked
-  exchange = sum_from_helpers(helpers) if len(parts(args)) > 1 else None
-  data, model, opt, step = setup(args, len(mine) / min(BATCH, args.shapes), exchange)
+  data, model, opt, step = setup(args, len(mine) / size, workers.sum_from_helpers(helpers) if theirs else None)
   checkpoint, first, history, checks = os.path.join(args.out, "model.safetensors"), 0, [], []   # checks: (epoch, novel-view IoU)
   if args.resume:
     if not os.path.isfile(checkpoint): fail(f"nothing to resume: no {checkpoint}")
@@ -215,7 +153,7 @@ def train(args):
     except Exception as e: fail(f"cannot resume from {checkpoint}: {type(e).__name__}: {e}")
     if saved != config(args): fail(f"{checkpoint} was trained with {saved}, not {config(args)}")
     log(f"resuming {checkpoint} after epoch {first}")
-  helpers += spawn_helpers(args)
+  helpers += workers.spawn(setup, args, [len(part) / size for part in theirs])
   log("compiling the training step (the first epoch is slow)")
   # Ctrl-C lets the epoch in progress finish, so the checkpoint holds a whole number of epochs and --resume continues
   # exactly where a straight run would be
@@ -230,7 +168,7 @@ def train(args):
     # a generator per epoch: a resumed run draws exactly what a straight run does
     losses = []
     for batch in batches(np.random.default_rng([args.seed, epoch]), args.shapes, args.views, args.res):
-      for conn, part in zip(helpers, parts(args)[1:]): conn.send((*(x[part] for x in batch), T, learning_rate(epoch, args.epochs)))
+      for conn, part in zip(helpers, theirs): conn.send((*(x[part] for x in batch), T, learning_rate(epoch, args.epochs)))
       losses.append(step(*(Tensor(x[mine]) for x in batch), Tensor([T])).item())   # now: a jit's output is overwritten by its next call
     history.append(sum(losses) / len(losses))
     bar.set_description(f"loss {history[-1]:.4f} T {T:.3f}")
@@ -245,7 +183,8 @@ def train(args):
   signal.signal(signal.SIGINT, signal.default_int_handler)
   trained = time.perf_counter() - start
   metrics, novel_sdf, meshes, held_data = evaluate.evaluate(model, data, args.samples, args.seed, args.rotate)
-  metrics |= dict(epochs=args.epochs, config=config(args), workers=len(parts(args)), train_seconds=round(trained, 1), device=Device.DEFAULT, checkpoint_novel_iou=checks)
+  metrics |= dict(epochs=args.epochs, config=config(args), workers=len(parts), train_seconds=round(trained, 1), device=Device.DEFAULT,
+                  checkpoint_novel_iou=checks)
   log("drawing figures")
   paths = figures.write_figures(model, data, held_data, args.samples, args.out, metrics | dict(wall_seconds=round(time.perf_counter() - start, 1),
                                  loss_history=history), novel_sdf, meshes)

@@ -1,0 +1,68 @@
+# Data-parallel training on the CPU (train.py --workers N). tinygrad 0.14's CPU device computes on one core (it splits
+# a kernel into THREAD parts and runs them one after another), so train.py splits each batch over N processes: each
+# computes the loss and gradients of its part, the main process sums them and sends the sum back, and every process
+# applies the same Adam update to its own copy of the model, which stays identical to the others'. The sums are read
+# and written in the CPU device's memory in place, so this is for the CPU device only.
+import multiprocessing, os, signal
+from typing import Callable
+import numpy as np
+from tinygrad import Tensor
+from sdfsrn import load_checkpoint
+
+def parts(batch:int, workers:int) -> list[np.ndarray]:
+  """The rows of a batch each process takes, the main process's first."""
+  return np.array_split(np.arange(batch), min(workers, batch))
+
+def host(tensors:tuple[Tensor, ...]) -> list[np.ndarray]:
+  """The CPU device's memory of realised tensors, as numpy arrays that read and write it (no copy)."""
+  return [np.frombuffer(t.uop.buffer.ensure_allocated().as_memoryview(allow_zero_copy=True), np.float32) for t in tensors]
+
+def receive(conn) -> np.ndarray:
+  try: return np.frombuffer(conn.recv_bytes(), np.float32)
+  except EOFError: raise OSError("a --workers helper process ended (its error, if any, is above)") from None
+
+def write(views:list[np.ndarray], total:np.ndarray):
+  for view, part in zip(views, np.split(total, np.cumsum([len(v) for v in views])[:-1])): view[:] = part
+
+def sum_from_helpers(helpers:list) -> Callable:
+  """The main process's exchange for train.make_step: its loss and gradients plus the helpers', added in one fixed order
+  so that every process gets the same bytes."""
+  def exchange(*mine:Tensor):
+    views = host(mine)
+    total = np.concatenate(views)
+    for conn in helpers: total += receive(conn)
+    for conn in helpers: conn.send_bytes(total)
+    write(views, total)
+  return exchange
+
+def sum_from_main(conn) -> Callable:
+  def exchange(*mine:Tensor):
+    views = host(mine)
+    conn.send_bytes(np.concatenate(views))
+    write(views, receive(conn))
+  return exchange
+
+def helper(setup:Callable, args, share:float, conn):
+  """A helper process: the step of its part of every batch the main process sends, until the main process closes the
+  pipe. setup(args, share, exchange) is train.setup: the same dataset, model and step as the main process's."""
+  _, model, opt, step = setup(args, share, sum_from_main(conn))
+  if args.resume: load_checkpoint(os.path.join(args.out, "model.safetensors"), model, opt)
+  try:
+    while True:
+      shape, row, pick, T, lr = conn.recv()
+      opt.lr.assign(Tensor([lr], dtype=opt.lr.dtype)).realize()
+      step(Tensor(shape), Tensor(row), Tensor(pick), Tensor([T]))
+  except (EOFError, OSError): pass   # the main process has finished, failed or been killed
+
+def spawn(setup:Callable, args, shares:list[float]) -> list:
+  """Pipes to one helper process per share, started fresh (spawn: tinygrad's state is not forked); they end with the
+  main process."""
+  pipes, context = [], multiprocessing.get_context("spawn")
+  # Ctrl-C is the main process's (it finishes the epoch and saves): helpers start with SIGINT ignored, which Python keeps
+  handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+  for share in shares:
+    mine, theirs = context.Pipe()
+    context.Process(target=helper, args=(setup, args, share, theirs), daemon=True).start()
+    pipes.append(mine)
+  signal.signal(signal.SIGINT, handler)
+  return pipes
