@@ -14,8 +14,11 @@ def parts(batch:int, workers:int) -> list[np.ndarray]:
   return np.array_split(np.arange(batch), min(workers, batch))
 
 def host(tensors:tuple[Tensor, ...]) -> list[np.ndarray]:
-  """The CPU device's memory of realised tensors, as numpy arrays that read and write it (no copy)."""
-  return [np.frombuffer(t.uop.buffer.ensure_allocated().as_memoryview(allow_zero_copy=True), np.float32) for t in tensors]
+  """The CPU device's memory of realised tensors, as numpy arrays that read and write it (no copy). The sums are taken
+  element by element, so a buffer's order does not matter, only that it holds that tensor alone."""
+  views = [np.frombuffer(t.uop.buffer.ensure_allocated().as_memoryview(allow_zero_copy=True), np.float32) for t in tensors]
+  assert all(len(v) == t.numel() for v, t in zip(views, tensors)), "a gradient shares its buffer"
+  return views
 
 def receive(conn) -> np.ndarray:
   try: return np.frombuffer(conn.recv_bytes(), np.float32)
