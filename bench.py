@@ -48,14 +48,14 @@ def measure_workers(count:int) -> float:
   """The default step split over processes as `train.py --workers` splits it (the CPU device only)."""
   args = argparse.Namespace(shapes=train.SHAPES, res=train.RES, samples=train.SAMPLES, seed=train.SEED, rotate=False, views=1,
                             symmetric=False, shading=0.0, supervise_3d=False, resume=False, workers=count)
-  (mine, *theirs), helpers = workers.parts(train.BATCH, count), []
+  parts, helpers = workers.parts(train.BATCH, count), []
+  mine, *theirs = parts
   step = train.setup(args, len(mine) / train.BATCH, workers.sum_from_helpers(helpers))[3]
   helpers += workers.spawn(train.setup, args, [len(part) / train.BATCH for part in theirs])
   batches = train.batches(np.random.default_rng(0), train.SHAPES, 1, train.RES)
-  def one(i:int):
-    for conn, part in zip(helpers, theirs): conn.send((*(x[part] for x in batches[i % len(batches)]), train.T_END, train.LR))
-    step(*(Tensor(x[mine]) for x in batches[i % len(batches)]), Tensor([train.T_END])).item()
-  return timed(f"{count} processes", one)
+  ms = timed(f"{count} processes", lambda i: workers.shared_step(step, helpers, parts, batches[i % len(batches)], train.T_END, train.LR))
+  for conn in helpers: conn.close()   # the helpers end
+  return ms
 
 def timed(name:str, step) -> float:
   start = time.perf_counter()

@@ -129,7 +129,7 @@ def config(args) -> dict:   # what a checkpoint must have been trained with to b
   return {k: v for k, v in vars(args).items() if k not in ("out", "resume", "eval", "image", "workers")}
 
 def setup(args, share:float=1.0, exchange=None) -> tuple[dict, SDFSRN, nn.optim.Optimizer, Callable]:
-  """The dataset, the model and Adam (from the checkpoint with --resume), and the step: the same in every process."""
+  """The dataset, the model, Adam and the step: the same in every process (each loads the checkpoint itself with --resume)."""
   data = shapes.make_dataset(args.shapes, args.res, args.seed, args.rotate, args.views)
   Tensor.manual_seed(args.seed)
   model = SDFSRN(args.res, symmetric=args.symmetric)
@@ -143,7 +143,7 @@ def train(args):
   make_out(args.out)
   log(f"device {Device.DEFAULT}; drawing {args.shapes} shapes x {args.views} view(s) at {args.res}x{args.res}")
   size = min(BATCH, args.shapes)
-  mine, *theirs = parts = workers.parts(size, args.workers)   # rows of each batch: this process's, each helper's
+  mine, *theirs = parts = workers.parts(size, args.workers)   # rows of each batch: this process's, then each helper's
   helpers = []   # filled once the checkpoint to resume from has been checked
   data, model, opt, step = setup(args, len(mine) / size, workers.sum_from_helpers(helpers) if theirs else None)
   checkpoint, first, history, checks = os.path.join(args.out, "model.safetensors"), 0, [], []   # checks: (epoch, novel-view IoU)
@@ -163,13 +163,11 @@ def train(args):
     interrupted.append(True)
   signal.signal(signal.SIGINT, interrupt)
   for epoch in (bar := tqdm(range(first, args.epochs), desc="train", total=args.epochs - first)):
-    T = temperature(epoch, args.epochs)
-    opt.lr.assign(Tensor([learning_rate(epoch, args.epochs)], dtype=opt.lr.dtype)).realize()   # a buffer the jitted step reads
+    T, lr = temperature(epoch, args.epochs), learning_rate(epoch, args.epochs)
+    opt.lr.assign(Tensor([lr], dtype=opt.lr.dtype)).realize()   # a buffer the jitted step reads
     # a generator per epoch: a resumed run draws exactly what a straight run does
-    losses = []
-    for batch in batches(np.random.default_rng([args.seed, epoch]), args.shapes, args.views, args.res):
-      for conn, part in zip(helpers, theirs): conn.send((*(x[part] for x in batch), T, learning_rate(epoch, args.epochs)))
-      losses.append(step(*(Tensor(x[mine]) for x in batch), Tensor([T])).item())   # now: a jit's output is overwritten by its next call
+    epoch_batches = batches(np.random.default_rng([args.seed, epoch]), args.shapes, args.views, args.res)
+    losses = [workers.shared_step(step, helpers, parts, batch, T, lr) for batch in epoch_batches]
     history.append(sum(losses) / len(losses))
     bar.set_description(f"loss {history[-1]:.4f} T {T:.3f}")
     if not math.isfinite(history[-1]):

@@ -45,6 +45,13 @@ def sum_from_main(conn) -> Callable:
     write(views, receive(conn))
   return exchange
 
+def shared_step(step:Callable, helpers:list, parts:list[np.ndarray], batch:tuple[np.ndarray, ...], T:float, lr:float) -> float:
+  """One training step of the batch (train.batches: shapes, rows, picks) split by parts: each helper is sent its rows,
+  the temperature and the learning rate, this process steps on its own rows; the loss of the whole batch."""
+  mine, *theirs = parts
+  for conn, part in zip(helpers, theirs): conn.send((*(x[part] for x in batch), T, lr))
+  return step(*(Tensor(x[mine]) for x in batch), Tensor([T])).item()   # read now: the jit's next call overwrites it
+
 def helper(setup:Callable, args, share:float, conn):
   """A helper process: the step of its part of every batch the main process sends, until the main process closes the
   pipe. setup(args, share, exchange) is train.setup: the same dataset, model and step as the main process's."""
