@@ -73,24 +73,27 @@ def silhouette_metrics(model:SDFSRN, data:dict, samples:int) -> tuple[dict, np.n
   metrics |= {f"novel_iou_{f}": float(novel[families == f].mean()) for f in shapes.FAMILIES if (families == f).any()}
   return metrics | dict(novel_iou_per_shape=novel.mean(1).tolist()), latent, novel_sdf
 
-def evaluate(model:SDFSRN, data:dict, samples:int, seed:int, rotate:bool) -> tuple[dict, np.ndarray, list, dict]:
-  """Everything in metrics.json, for the first SCORED_SHAPES training shapes and for HELD_OUT shapes never trained on (another seed,
-  each seen once through its input image); the novel views' min_sdf, the meshes and the held-out data, for the figures."""
-  start, data = time.perf_counter(), {k: v[:SCORED_SHAPES] for k, v in data.items()}
-  lap = lambda done: log(f"evaluate: {done} ({time.perf_counter() - start:.0f} s)")
+def score(model:SDFSRN, data:dict, samples:int, seed:int, name:str) -> tuple[dict, np.ndarray, list]:
+  """The silhouette metrics and the 3-D ones (the best sphere's beside them) of the shapes of data; novel min_sdf and meshes."""
+  start, S = time.perf_counter(), len(data["images"])
+  lap = lambda done: log(f"evaluate: {S} {name} shapes: {done} ({time.perf_counter() - start:.0f} s)")
   metrics, latent, novel_sdf = silhouette_metrics(model, data, samples)
-  lap(f"silhouettes of {len(latent)} training shapes x {1 + data['novel_poses'].shape[1]} views")
-  held_data = shapes.make_dataset(HELD_OUT, data["images"].shape[-1], seed + 1, rotate)
-  held, held_latent, _ = silhouette_metrics(model, held_data, samples)
-  lap(f"silhouettes of {HELD_OUT} held-out shapes")
+  lap(f"silhouettes in {1 + data['novel_poses'].shape[1]} views")
   predicted, baseline, meshes = evaluate_3d(predicted_grids(model, latent), data["shapes"], seed)
-  lap("3-D metrics and meshes of the training shapes")
-  held_predicted, held_baseline, _ = evaluate_3d(predicted_grids(model, held_latent), held_data["shapes"], seed + 1)
-  lap("3-D metrics of the held-out shapes")
-  named = lambda prefix, part: {f"{prefix}{k}": v for k, v in part.items() if k != "novel_iou_per_shape"}
-  metrics |= dict(novel_minus_train_iou=metrics["novel_iou"] - metrics["train_iou"], held_out_shapes=HELD_OUT) | named("held_out_", held)
-  metrics |= predicted | named("sphere_baseline_", baseline) | named("held_out_", held_predicted) | named("held_out_sphere_baseline_", held_baseline)
-  return metrics, novel_sdf, meshes, held_data
+  lap("3-D metrics and meshes")
+  metrics |= dict(novel_minus_train_iou=metrics["novel_iou"] - metrics["train_iou"]) | predicted | {f"sphere_baseline_{k}": v for k, v in baseline.items()}
+  return metrics, novel_sdf, meshes
+
+def evaluate(model:SDFSRN, data:dict, samples:int, seed:int) -> tuple[dict, np.ndarray, list]:
+  """Everything in metrics.json about the first SCORED_SHAPES training shapes; their novel views' min_sdf and meshes, for the figures."""
+  return score(model, {k: v[:SCORED_SHAPES] for k, v in data.items()}, samples, seed, "training")
+
+def held_out(model:SDFSRN, res:int, samples:int, seed:int, rotate:bool) -> tuple[dict, dict]:
+  """The same metrics, named held_out_..., of HELD_OUT shapes never trained on (drawn with seed + 1, each seen once through
+  its input image), to measure generalisation; and their data, for the turntable."""
+  data = shapes.make_dataset(HELD_OUT, res, seed + 1, rotate)
+  metrics = score(model, data, samples, seed + 1, "held-out")[0]
+  return {f"held_out_{k}": v for k, v in metrics.items() if k != "novel_iou_per_shape"} | dict(held_out_shapes=HELD_OUT), data
 
 # *** 3-D evaluation: the shapes are analytic, so the true surface is known exactly ***
 
@@ -195,5 +198,5 @@ def load_for_eval(path:str) -> tuple[SDFSRN, dict]:
 def evaluate_checkpoint(path:str):
   model, config = load_for_eval(path)
   data = shapes.make_dataset(config["shapes"], config["res"], config["seed"], config["rotate"])
-  metrics = evaluate(model, data, config["samples"], config["seed"], config["rotate"])[0]
+  metrics = evaluate(model, data, config["samples"], config["seed"])[0] | held_out(model, config["res"], config["samples"], config["seed"], config["rotate"])[0]
   print(json.dumps(metrics | dict(device=Device.DEFAULT)))

@@ -1,7 +1,7 @@
 # The pictures of a trained Mini SDF-SRN: shaded renders of any sdf_fn (the model's and the true shapes', through the same
 # renderer), the triptych, the novel views worst first, the turntable GIF, the loss curve; and `--image PHOTO`, a user's
 # picture turned into views, a turntable and a mesh. Imports evaluate for the renders and meshes; never train.py.
-import json, os, time
+import json, os
 import numpy as np
 from PIL import Image, ImageDraw, UnidentifiedImageError
 from tinygrad import Tensor
@@ -131,17 +131,15 @@ def loss_curve(history:list[float], metrics:dict, path:str, size=(760, 440), mar
     draw.text((left + 22, 32), f"novel-view IoU of the first {CHECK_SHAPES} shapes at the checkpoints (right axis)", fill="black", anchor="lm")
   image.save(path)
 
-def write_figures(model:SDFSRN, data:dict, held_data:dict, samples:int, out:str, metrics:dict, novel_sdf:np.ndarray, meshes:list) -> list[str]:
-  """Everything a finished run draws and writes next to its checkpoint; returns the paths."""
-  start, paths = time.perf_counter(), [os.path.join(out, name) for name in ("novel_views.png", "turntable.gif", "loss_curve.png", "metrics.json")]
+def write_figures(data:dict, out:str, metrics:dict, novel_sdf:np.ndarray, meshes:list) -> list[str]:
+  """What a finished run draws and writes next to its checkpoint, but the turntable (train.held_out_and_turntable); the paths."""
+  paths = [os.path.join(out, name) for name in ("novel_views.png", "loss_curve.png", "metrics.json")]
   novel_grid(data, novel_sdf, metrics["novel_iou_per_shape"], paths[0])
-  turntable(model, data, held_data, samples, paths[1])
-  loss_curve(metrics["loss_history"], metrics, paths[2])
-  log(f"figures: novel views, turntable, loss curve ({time.perf_counter() - start:.0f} s)")
+  loss_curve(metrics["loss_history"], metrics, paths[1])
   for i, mesh in enumerate(meshes[:FIGURE_SHAPES]):
     paths.append(os.path.join(out, f"shape_{i:02d}_{data['shapes'][i]['family']}.obj"))
     save_obj(paths[-1], *mesh)
-  with open(paths[3], "w") as f: json.dump(metrics, f, indent=2)
+  with open(paths[2], "w") as f: json.dump(metrics, f, indent=2)
   return paths
 
 # *** a user's picture: --image ***

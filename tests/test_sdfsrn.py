@@ -172,7 +172,8 @@ def test_patch_convolution_equals_conv2d():
   np.testing.assert_allclose(sdfsrn.conv2x2(conv, image).numpy(), conv(image).numpy(), rtol=1e-5, atol=1e-6)
 
 def test_latent_precompute_equals_concatenation():
-  model, latent, point = tiny_model(), Tensor.randn(2, 8), Tensor.randn(2, 5, 3)
+  # [2,4,12] points: 48 per shape, which the decoder pads to 64 (sdfsrn.Decoder: no multiple of 3)
+  model, latent, point = tiny_model(), Tensor.randn(2, 8), Tensor.randn(2, 4, 12, 3)
   for p in nn.state.get_parameters(model.decoder): p.assign(Tensor.randn(*p.shape) * 0.3)   # the latent's weights non-zero too
   np.testing.assert_allclose(model.decoder(latent, point).numpy(), bench.ConcatDecoder(model.decoder)(latent, point).numpy(), rtol=1e-4, atol=1e-5)
 
