@@ -1,7 +1,7 @@
 # Score a trained Mini SDF-SRN: silhouettes on the training and novel views, shapes never trained on, and the 3-D
 # metrics against the analytic shapes (volumetric IoU, Chamfer-L1, F-score, the best-sphere baseline); meshes and
 # `--eval CKPT`. figures.py draws. Imports shapes, render and sdfsrn; never train.py.
-import json, os, sys, time
+import contextlib, json, multiprocessing, os, signal, sys, time
 import numpy as np
 from tinygrad import Tensor, TinyJit, Device, Context
 import render, shapes
@@ -185,8 +185,8 @@ def checkpoint_iou(model:SDFSRN, data:dict, samples:int) -> float:
 
 # *** a checkpoint from the command line: --eval, --image ***
 
-def load_for_eval(path:str) -> tuple[SDFSRN, dict]:
-  log(f"device {Device.DEFAULT}; reading {path}")
+def load_for_eval(path:str, quiet:bool=False) -> tuple[SDFSRN, dict]:
+  if not quiet: log(f"device {Device.DEFAULT}; reading {path}")
   if not os.path.isfile(path): fail(f"no checkpoint at {path}")
   try: config = read_metadata(path)[1]
   except Exception: fail(f"{path} is not a Mini SDF-SRN checkpoint (safetensors with a config)")
@@ -195,8 +195,17 @@ def load_for_eval(path:str) -> tuple[SDFSRN, dict]:
   except Exception as e: fail(f"{path} does not fit this model: {e}")
   return model, config
 
-def evaluate_checkpoint(path:str):
+def held_out_of(path:str) -> dict:
+  model, config = load_for_eval(path, quiet=True)
+  return held_out(model, config["res"], config["samples"], config["seed"], config["rotate"])[0]
+
+def evaluate_checkpoint(path:str, workers:int=1):
+  """--eval: with more than one worker (train.py's default on the CPU) the held-out shapes are scored in a second
+  process at the same time as the training shapes here; it ignores Ctrl-C, which is this process's, and ends with it."""
   model, config = load_for_eval(path)
-  data = shapes.make_dataset(config["shapes"], config["res"], config["seed"], config["rotate"])
-  metrics = evaluate(model, data, config["samples"], config["seed"])[0] | held_out(model, config["res"], config["samples"], config["seed"], config["rotate"])[0]
+  second = multiprocessing.get_context("spawn").Pool(1, signal.signal, (signal.SIGINT, signal.SIG_IGN)) if workers > 1 else None
+  with second or contextlib.nullcontext():
+    later = second.apply_async(held_out_of, (path,)) if second else None
+    data = shapes.make_dataset(config["shapes"], config["res"], config["seed"], config["rotate"])
+    metrics = evaluate(model, data, config["samples"], config["seed"])[0] | (later.get() if later else held_out_of(path))
   print(json.dumps(metrics | dict(device=Device.DEFAULT)))

@@ -298,7 +298,7 @@ if __name__ == "__main__":
   if args.workers > 1 and Device.DEFAULT != "CPU": fail(f"--workers above 1 is for the CPU device (processes share its memory), not {Device.DEFAULT}")
   try:
     if args.image: figures.reconstruct(args.eval, args.image, args.out)
-    elif args.eval: evaluate.evaluate_checkpoint(args.eval)
+    elif args.eval: evaluate.evaluate_checkpoint(args.eval, args.workers)
     else: train(args)
   except (KeyboardInterrupt, MemoryError, OSError) as e:   # how a started run fails without a bug: one line, and what survived
     why = ("interrupted" if isinstance(e, KeyboardInterrupt) else f"out of memory ({e})" if isinstance(e, MemoryError) else

@@ -22,8 +22,10 @@ def run_train(*flags, env=None) -> subprocess.CompletedProcess:
                         env=env or os.environ)
 
 def start_train(*flags) -> subprocess.Popen:
+  # SIGINT back to its default in the child: a shell starts background jobs (`pytest ... &`) with it ignored, and Python
+  # then installs no KeyboardInterrupt handler, so the Ctrl-C tests would fail for how the suite was started
   return subprocess.Popen([sys.executable, os.path.join(ROOT, "train.py"), *flags], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          cwd=ROOT)
+                          cwd=ROOT, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 def read_until(stream, text:str) -> str:
   seen = ""

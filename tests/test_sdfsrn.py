@@ -342,7 +342,9 @@ def test_tiny_end_to_end_run(tiny_run):
 def test_eval_reproduces_metrics(tiny_run):
   evaluated = run_train("--eval", str(tiny_run / "model.safetensors"))
   assert evaluated.returncode == 0, evaluated.stderr[-2000:]
-  assert json.loads(evaluated.stdout.strip().splitlines()[-1])["train_iou"] == pytest.approx(json.load(open(tiny_run / "metrics.json"))["train_iou"])
+  # the held-out shapes: scored by the training run's helper, and here by --eval's second process
+  evaluated, trained = json.loads(evaluated.stdout.strip().splitlines()[-1]), json.load(open(tiny_run / "metrics.json"))
+  for k in ("train_iou", "held_out_novel_iou", "held_out_volume_iou"): assert evaluated[k] == pytest.approx(trained[k])
 
 def test_reconstruct_user_image(tiny_run, tmp_path):
   Image.new("L", (100, 70), 128).save(tmp_path / "photo.png")                                     # another size and mode
@@ -392,7 +394,7 @@ def test_two_workers_train_as_one(tiny_run, tmp_path):
   two, one = (json.load(open(os.path.join(d, "metrics.json"))) for d in (tiny_run, tmp_path))
   assert (two["workers"], one["workers"]) == (2, 1)
   np.testing.assert_allclose(two["loss_history"], one["loss_history"], rtol=1e-5)
-  for k in ("train_mse", "novel_iou", "volume_iou"): assert two[k] == pytest.approx(one[k], rel=1e-4, abs=1e-6)
+  for k in ("train_mse", "novel_iou", "volume_iou", "held_out_novel_iou"): assert two[k] == pytest.approx(one[k], rel=1e-4, abs=1e-6)
 
 def test_nan_loss_stops_and_keeps_checkpoint(tiny_run, tmp_path):
   path = str(tmp_path / "model.safetensors")
