@@ -1,11 +1,11 @@
 # The pictures of a trained Mini SDF-SRN: shaded renders of any sdf_fn (the model's and the true shapes', through the same
 # renderer), the triptych, the novel views worst first, the turntable GIF, the loss curve; and `--image PHOTO`, a user's
 # picture turned into views, a turntable and a mesh. Imports evaluate for the renders and meshes; never train.py.
-import json, os
+import json, os, time
 import numpy as np
 from PIL import Image, ImageDraw, UnidentifiedImageError
 from tinygrad import Tensor
-import render, shapes
+import evaluate, render, shapes
 from evaluate import CHECK_SHAPES, chunked, fail, load_for_eval, log, over_disc, predicted_grids, render_views, save_obj
 from sdfsrn import SDFSRN
 
@@ -132,7 +132,7 @@ def loss_curve(history:list[float], metrics:dict, path:str, size=(760, 440), mar
   image.save(path)
 
 def write_figures(data:dict, out:str, metrics:dict, novel_sdf:np.ndarray, meshes:list) -> list[str]:
-  """What a finished run draws and writes next to its checkpoint, but the turntable (train.held_out_and_turntable); the paths."""
+  """What a finished run draws and writes next to its checkpoint, but the turntable (held_out_and_turntable); the paths."""
   paths = [os.path.join(out, name) for name in ("novel_views.png", "loss_curve.png", "metrics.json")]
   novel_grid(data, novel_sdf, metrics["novel_iou_per_shape"], paths[0])
   loss_curve(metrics["loss_history"], metrics, paths[1])
@@ -141,6 +141,15 @@ def write_figures(data:dict, out:str, metrics:dict, novel_sdf:np.ndarray, meshes
     save_obj(paths[-1], *mesh)
   with open(paths[2], "w") as f: json.dump(metrics, f, indent=2)
   return paths
+
+def held_out_and_turntable(model:SDFSRN, data:dict, args) -> dict:
+  """The held-out shapes' metrics and the turntable (it shows one of them): the part of the work after training that a
+  --workers helper takes while the main process scores the training shapes (train.py's args)."""
+  metrics, held_data = evaluate.held_out(model, args.res, args.samples, args.seed, args.rotate)
+  start = time.perf_counter()
+  turntable(model, data, held_data, args.samples, os.path.join(args.out, "turntable.gif"))
+  log(f"figures: turntable ({time.perf_counter() - start:.0f} s)")
+  return metrics
 
 # *** a user's picture: --image ***
 

@@ -180,7 +180,7 @@ def train(args):
       checks.append((epoch + 1, evaluate.checkpoint_iou(model, data, args.samples)))
   signal.signal(signal.SIGINT, signal.default_int_handler)
   trained = time.perf_counter() - start
-  held_out = workers.call(helpers, model, data, held_out_and_turntable, args)   # in a helper, if any, beside the next line
+  held_out = workers.call(helpers, model, data, figures.held_out_and_turntable, args)   # in a helper, if any, beside the next line
   metrics, novel_sdf, meshes = evaluate.evaluate(model, data, args.samples, args.seed)
   metrics |= held_out() | dict(epochs=args.epochs, config=config(args), workers=len(parts), train_seconds=round(trained, 1), device=Device.DEFAULT,
                   checkpoint_novel_iou=checks)
@@ -189,15 +189,6 @@ def train(args):
       f"(best sphere {metrics['sphere_baseline_volume_iou']:.3f}); held out: novel-view IoU {metrics['held_out_novel_iou']:.3f}, "
       f"volumetric IoU {metrics['held_out_volume_iou']:.3f} (best sphere {metrics['held_out_sphere_baseline_volume_iou']:.3f})")
   log(f"{time.perf_counter() - start:.0f} s in all (training {trained:.0f} s); wrote {checkpoint} {os.path.join(args.out, 'turntable.gif')} " + " ".join(paths))
-
-def held_out_and_turntable(model:SDFSRN, data:dict, args) -> dict:
-  """The held-out shapes' metrics and the turntable (it shows one of them): the part of the work after training that a
-  helper takes while the main process scores the training shapes."""
-  metrics, held_data = evaluate.held_out(model, args.res, args.samples, args.seed, args.rotate)
-  start = time.perf_counter()
-  figures.turntable(model, data, held_data, args.samples, os.path.join(args.out, "turntable.gif"))
-  log(f"figures: turntable ({time.perf_counter() - start:.0f} s)")
-  return metrics
 
 # *** starting and stopping: the output folder, memory, the device, what a failure leaves ***
 
@@ -267,7 +258,8 @@ if __name__ == "__main__":
                       help="add a photometric Lambert term with this weight (default 1; beyond silhouette-only supervision)")
   parser.add_argument("--supervise-3d", action="store_true", help="upper bound: fit the decoder to the analytic SDF instead of silhouettes")
   parser.add_argument("--workers", type=int, help="processes that share each batch (data parallel; default 2 on the CPU, whose "
-                      "tinygrad device computes on one core, 1 elsewhere): the same training up to float rounding")
+                      "tinygrad device computes on one core, 1 elsewhere): the same training up to float rounding; a second "
+                      "process also scores the held-out shapes, after training and with --eval")
   parser.add_argument("--out", default="out", help="where checkpoint, figures and metrics.json go")
   parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
   parser.add_argument("--eval", metavar="CKPT", help="evaluate a checkpoint, print its metrics as JSON, train nothing")
