@@ -144,7 +144,7 @@ def train(args):
   log(f"device {Device.DEFAULT}; drawing {args.shapes} shapes x {args.views} view(s) at {args.res}x{args.res}")
   size = min(BATCH, args.shapes)
   mine, *theirs = parts = workers.parts(size, args.workers)   # rows of each batch: this process's, then each helper's
-  helpers = []   # filled once the checkpoint to resume from has been checked
+  helpers = workers.spawn(setup, args, [len(part) / size for part in theirs])   # first: they set up while this process does
   data, model, opt, step = setup(args, len(mine) / size, workers.sum_from_helpers(helpers) if theirs else None)
   checkpoint, first, history, checks = os.path.join(args.out, "model.safetensors"), 0, [], []   # checks: (epoch, novel-view IoU)
   if args.resume:
@@ -153,7 +153,6 @@ def train(args):
     except Exception as e: fail(f"cannot resume from {checkpoint}: {type(e).__name__}: {e}")
     if saved != config(args): fail(f"{checkpoint} was trained with {saved}, not {config(args)}")
     log(f"resuming {checkpoint} after epoch {first}")
-  helpers += workers.spawn(setup, args, [len(part) / size for part in theirs])
   log("compiling the training step (the first epoch is slow)")
   # Ctrl-C lets the epoch in progress finish, so the checkpoint holds a whole number of epochs and --resume continues
   # exactly where a straight run would be

@@ -68,7 +68,9 @@ def helper(setup:Callable, args, share:float, conn):
   """A helper process: the step of its part of every batch the main process sends, and any function call, until the main
   process closes the pipe. setup(args, share, exchange) is train.setup: the same dataset, model and step as the main process's."""
   data, model, opt, step = setup(args, share, sum_from_main(conn))
-  if args.resume: load_checkpoint(os.path.join(args.out, "model.safetensors"), model, opt)
+  try:
+    if args.resume: load_checkpoint(os.path.join(args.out, "model.safetensors"), model, opt)
+  except Exception: return   # the main process reads the same checkpoint and says what is wrong with it
   try:
     while True:
       message = conn.recv()
