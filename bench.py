@@ -13,7 +13,7 @@ from sdfsrn import SDFSRN
 STEPS = getenv("STEPS", 10)   # timed steps after the three that compile and capture the jit
 FLAGS = getenv("FLAGS", 0)    # FLAGS=1: also time the step of each of train.py's flags beyond the paper
 FLAG_STEPS = {"--symmetric": dict(symmetric=True), "--shading": dict(shading=1.0), "--views 6": dict(views=6),
-              "--supervise-3d": dict(supervise_3d=True)}
+              "--supervise-3d": dict(supervise_3d=True), "--coarse-to-fine": dict(coarse=train.COARSE)}
 
 class ConcatDecoder:
   """The decoder as DeepSDF writes it: the latent concatenated to every point, then five layers whose first and third
@@ -33,21 +33,22 @@ class ConcatDecoder:
 def full_min_sdf(sdf_fn, origin:Tensor, direction:Tensor, depth:Tensor, sdf:Tensor) -> Tensor:
   return sdf_fn(render.at(origin, direction, depth)).min(-1)                               # [B,R] autograd through all N; sdf unused
 
-def measure(name:str, naive:bool=False, views:int=1, symmetric:bool=False, shading:float=0.0, supervise_3d:bool=False) -> float:
+def measure(name:str, naive:bool=False, views:int=1, symmetric:bool=False, shading:float=0.0, supervise_3d:bool=False,
+            coarse:int=1) -> float:
   data = shapes.make_dataset(train.SHAPES, train.RES, train.SEED, views=views)
   Tensor.manual_seed(0)
   model = SDFSRN(train.RES, symmetric=symmetric)
   if naive: model.decoder = ConcatDecoder(model.decoder)
   opt = nn.optim.Adam(nn.state.get_parameters(model), lr=train.LR)
   step = train.make_step(model, opt, train.device_data(data, supervise_3d), train.SAMPLES, shading, supervise_3d,
-                         min_sdf=full_min_sdf if naive else render.min_sdf)
+                         min_sdf=full_min_sdf if naive else render.min_sdf, coarse=coarse)
   batches = train.batches(np.random.default_rng(0), train.SHAPES, views, train.RES)
   return timed(name, lambda i: step(*map(Tensor, batches[i % len(batches)]), Tensor([train.T_END])).item())
 
 def measure_workers(count:int) -> float:
   """The default step split over processes as `train.py --workers` splits it (the CPU device only)."""
   args = argparse.Namespace(shapes=train.SHAPES, res=train.RES, samples=train.SAMPLES, seed=train.SEED, rotate=False, views=1,
-                            symmetric=False, shading=0.0, supervise_3d=False, resume=False, workers=count)
+                            symmetric=False, shading=0.0, supervise_3d=False, coarse_to_fine=False, resume=False, workers=count)
   parts, helpers = workers.parts(train.BATCH, count), []
   mine, *theirs = parts
   step = train.setup(args, len(mine) / train.BATCH, workers.sum_from_helpers(helpers))[3]
