@@ -60,8 +60,10 @@ def call(helpers:list, model, data:dict, fn:Callable, *args) -> Callable:
     return lambda: result
   helpers[0].send((fn, *args))
   def result():
-    try: return helpers[0].recv()
+    try: out = helpers[0].recv()
     except EOFError: raise OSError("a --workers helper process ended (its error, if any, is above)") from None
+    if isinstance(out, Exception): raise out   # the helper's error, raised here: train.py says it in one line
+    return out
   return result
 
 def helper(setup:Callable, args, share:float, conn):
@@ -75,7 +77,8 @@ def helper(setup:Callable, args, share:float, conn):
     while True:
       message = conn.recv()
       if callable(message[0]):
-        conn.send(message[0](model, data, *message[1:]))
+        try: conn.send(message[0](model, data, *message[1:]))
+        except Exception as e: conn.send(e)   # e.g. a full disk under the turntable: the main process raises it
         continue
       shape, row, pick, T, lr = message
       opt.lr.assign(Tensor([lr], dtype=opt.lr.dtype)).realize()
