@@ -49,10 +49,9 @@ def measure_workers(count:int) -> float:
   """The default step split over processes as `train.py --workers` splits it (the CPU device only)."""
   args = argparse.Namespace(shapes=train.SHAPES, res=train.RES, samples=train.SAMPLES, seed=train.SEED, rotate=False, views=1,
                             symmetric=False, shading=0.0, supervise_3d=False, coarse_to_fine=False, resume=False, workers=count)
-  parts, helpers = workers.parts(train.BATCH, count), []
-  mine, *theirs = parts
+  mine, *theirs = parts = workers.parts(train.BATCH, count)
+  helpers = workers.spawn(train.setup, args, [len(part) / train.BATCH for part in theirs])
   step = train.setup(args, len(mine) / train.BATCH, workers.sum_from_helpers(helpers))[3]
-  helpers += workers.spawn(train.setup, args, [len(part) / train.BATCH for part in theirs])
   batches = train.batches(np.random.default_rng(0), train.SHAPES, 1, train.RES)
   ms = timed(f"{count} processes", lambda i: workers.shared_step(step, helpers, parts, batches[i % len(batches)], train.T_END, train.LR))
   for conn in helpers: conn.close()   # the helpers end

@@ -195,7 +195,7 @@ def load_for_eval(path:str, quiet:bool=False) -> tuple[SDFSRN, dict]:
   except Exception as e: fail(f"{path} does not fit this model: {e}")
   return model, config
 
-def held_out_of(path:str) -> dict:
+def held_out_of(path:str) -> dict:   # --eval's second process: its own copy of the checkpoint
   model, config = load_for_eval(path, quiet=True)
   return held_out(model, config["res"], config["samples"], config["seed"], config["rotate"])[0]
 

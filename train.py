@@ -259,7 +259,7 @@ if __name__ == "__main__":
                       help="add a photometric Lambert term with this weight (default 1; beyond silhouette-only supervision)")
   parser.add_argument("--supervise-3d", action="store_true", help="upper bound: fit the decoder to the analytic SDF instead of silhouettes")
   parser.add_argument("--coarse-to-fine", action="store_true", help=f"training's march: every {COARSE}th sample, then the "
-                      f"{2 * COARSE - 1} around the coarse minimum (13 decoder points a ray instead of 24; evaluation keeps all)")
+                      f"{2 * COARSE - 1} around the coarse minimum (13 decoder points a ray of the default 24; evaluation keeps all)")
   parser.add_argument("--workers", type=int, help="processes that share each batch (data parallel; default 2 on the CPU, whose "
                       "tinygrad device computes on one core, 1 elsewhere): the same training up to float rounding; a second "
                       "process also scores the held-out shapes, after training and with --eval")

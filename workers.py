@@ -2,7 +2,8 @@
 # a kernel into THREAD parts and runs them one after another), so train.py splits each batch over N processes: each
 # computes the loss and gradients of its part, the main process sums them and sends the sum back, and every process
 # applies the same Adam update to its own copy of the model, which stays identical to the others'. The sums are read
-# and written in the CPU device's memory in place, so this is for the CPU device only.
+# and written in the CPU device's memory in place, so this is for the CPU device only. After training, the first helper
+# also takes half of the evaluation (call).
 import multiprocessing, os, signal
 from typing import Callable
 import numpy as np
@@ -20,8 +21,9 @@ def host(tensors:tuple[Tensor, ...]) -> list[np.ndarray]:
   assert all(len(v) == t.numel() for v, t in zip(views, tensors)), "a gradient shares its buffer"
   return views
 
-def receive(conn) -> np.ndarray:
-  try: return np.frombuffer(conn.recv_bytes(), np.float32)
+def receive(conn, array:bool=True):
+  """The next message from the other end of a pipe: float32 numbers, or any object; an ended helper is an OSError."""
+  try: return np.frombuffer(conn.recv_bytes(), np.float32) if array else conn.recv()
   except EOFError: raise OSError("a --workers helper process ended (its error, if any, is above)") from None
 
 def write(views:list[np.ndarray], total:np.ndarray):
@@ -60,8 +62,7 @@ def call(helpers:list, model, data:dict, fn:Callable, *args) -> Callable:
     return lambda: result
   helpers[0].send((fn, *args))
   def result():
-    try: out = helpers[0].recv()
-    except EOFError: raise OSError("a --workers helper process ended (its error, if any, is above)") from None
+    out = receive(helpers[0], array=False)
     if isinstance(out, Exception): raise out   # the helper's error, raised here: train.py says it in one line
     return out
   return result
