@@ -182,10 +182,15 @@ def test_patch_convolution_equals_conv2d():
   np.testing.assert_allclose(sdfsrn.conv2x2(conv, image).numpy(), conv(image).numpy(), rtol=1e-5, atol=1e-6)
 
 def test_latent_precompute_equals_concatenation():
-  # [2,4,12] points: 48 per shape, which the decoder pads to 64 (sdfsrn.Decoder: no multiple of 3)
-  model, latent, point = tiny_model(), Tensor.randn(2, 8), Tensor.randn(2, 4, 12, 3)
+  # the same function and gradients: bench.ConcatDecoder uses tinygrad's own linear layers, so this also checks
+  # sdfsrn.dense's kernel and its gradient on the CPU. [2,5,7] points: 35 per shape, which the decoder pads to 48
+  model, latent, point = tiny_model(), Tensor.randn(2, 8).realize(), Tensor.randn(2, 5, 7, 3).realize()
   for p in nn.state.get_parameters(model.decoder): p.assign(Tensor.randn(*p.shape) * 0.3)   # the latent's weights non-zero too
-  np.testing.assert_allclose(model.decoder(latent, point).numpy(), bench.ConcatDecoder(model.decoder)(latent, point).numpy(), rtol=1e-4, atol=1e-5)
+  ours, concat = model.decoder(latent, point), bench.ConcatDecoder(model.decoder)(latent, point)
+  wrt = nn.state.get_parameters(model.decoder) + [latent, point]   # gradients first: tinygrad forgets a realised tensor's graph
+  for a, b in zip(ours.square().sum().gradient(*wrt), concat.square().sum().gradient(*wrt)):
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-4 * np.abs(b.numpy()).max())
+  np.testing.assert_allclose(ours.numpy(), concat.numpy(), rtol=1e-4, atol=1e-5)
 
 def test_symmetric_decoder_is_mirror_symmetric():
   model = tiny_model()
