@@ -22,11 +22,13 @@ def conv2x2(conv:nn.Conv2d, x:Tensor) -> Tensor:
   return patch.linear(conv.weight.reshape(conv.weight.shape[0], -1).T, conv.bias).permute(0, 3, 1, 2)          # [B,O,H/2,W/2]
 
 def dense(layer:nn.Linear, x:Tensor, relu:bool) -> Tensor:
-  """layer(x), then relu if asked: [...,I] -> [...,O]. On the CPU one kernel whose register tile is set here rather than by
-  tinygrad 0.14's heuristic, which reads both operands along the sum and keeps 4x4 sums, each added up from 4-wide dot
-  products: 8 channels x 4 points of sums in 256-bit vectors made a decoder hidden layer 1.8x faster (19.9 -> 11.3 ms
-  in a default step). The weight goes in transposed, [I,O], so the 8 channels are adjacent. Other devices keep
-  tinygrad's own kernels (tensor cores on NVIDIA). The gradient (grad) recomputes the sum before the relu for its mask."""
+  """layer(x), then relu if asked: [...,I] -> [...,O], for a number of points that 4 divides (the decoder pads them). On
+  the CPU one kernel whose register tile (TILE) is set here rather than by tinygrad 0.14's heuristic, which reads both
+  operands along the sum and adds each of its 4x4 sums up from 4-wide dot products: 8 channels x 4 points of sums, the
+  channels in 256-bit vectors, made each hidden layer of the decoder 1.8x faster (19.9 -> 11.3 ms in a one-process
+  default step, 137 -> 116 ms in all; README, Benchmark). The weight goes in transposed, [I,O], so those 8 channels are
+  adjacent. Other devices keep tinygrad's own kernels (tensor cores on NVIDIA). The gradient (grad) is tinygrad's
+  operations; it recomputes the sum before the relu for its mask."""
   if not x.device.startswith("CPU"): return layer(x).relu() if relu else layer(x)
   def kernel(out:UOp, x:UOp, weight:UOp, bias:UOp) -> UOp:
     i, o, k = UOp.range(out.shape[0], 0), UOp.range(out.shape[1], 1), UOp.range(x.shape[1], 2, AxisType.REDUCE)
@@ -35,7 +37,8 @@ def dense(layer:nn.Linear, x:Tensor, relu:bool) -> Tensor:
   def grad(g:UOp, call:UOp) -> tuple:
     x, weight, bias = (Tensor(u) for u in call.src[2:])
     g = Tensor(g) * ((x @ weight + bias) > 0) if relu else Tensor(g)                                 # [P,O]
-    return None, (g @ weight.T).uop, (g.T @ x).T.uop, g.sum(0).uop   # the layer's weight gets g.T @ x, [O,I], its own buffer
+    # (g.T @ x).T: the layer's [O,I] weight then gets g.T @ x in a buffer of its own, not a transposed view (workers.host)
+    return None, (g @ weight.T).uop, (g.T @ x).T.uop, g.sum(0).uop
   flat, weight = x.reshape(-1, x.shape[-1]).contiguous(), layer.weight.T.contiguous()              # [P,I], [I,O]
   out = Tensor.empty(flat.shape[0], weight.shape[1], device=x.device)                              # [P,O]
   return out.custom_kernel(flat, weight, layer.bias, fxn=kernel, grad_fxn=grad)[0].reshape(*x.shape[:-1], weight.shape[1])
