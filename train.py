@@ -176,9 +176,10 @@ def train(args):
     due = (epoch + 1) % FIGURE_EVERY == 0 or epoch + 1 == args.epochs
     if due or interrupted: save_checkpoint(checkpoint, model, opt, epoch + 1, config(args), history)
     if interrupted: sys.exit(f"interrupted: saved epoch {epoch + 1} to {checkpoint}; continue with the same flags and --resume")
-    if due:
+    if due:   # a helper, if any, measures the curve's novel-view IoU while this process draws
+      iou = workers.call(helpers, model, data, evaluate.checkpoint_iou, args.samples)
       figures.triptych(model, data, args.samples, os.path.join(args.out, f"triptych_{epoch + 1:04d}.png"))
-      checks.append((epoch + 1, evaluate.checkpoint_iou(model, data, args.samples)))
+      checks.append((epoch + 1, iou()))
   signal.signal(signal.SIGINT, signal.default_int_handler)
   trained = time.perf_counter() - start
   held_out = workers.call(helpers, model, data, figures.held_out_and_turntable, args)   # in a helper, if any, beside the next line

@@ -410,6 +410,9 @@ def test_two_workers_train_as_one(tiny_run, tmp_path):
   assert (two["workers"], one["workers"]) == (2, 1)
   np.testing.assert_allclose(two["loss_history"], one["loss_history"], rtol=1e-5)
   for k in ("train_mse", "novel_iou", "volume_iou", "held_out_novel_iou"): assert two[k] == pytest.approx(one[k], rel=1e-4, abs=1e-6)
+  (epoch_two, iou_two), = two["checkpoint_novel_iou"]   # measured by the helper with two processes, here with one
+  (epoch_one, iou_one), = one["checkpoint_novel_iou"]
+  assert epoch_two == epoch_one == 2 and iou_two == pytest.approx(iou_one, rel=1e-4, abs=1e-6)
 
 def test_nan_loss_stops_and_keeps_checkpoint(tiny_run, tmp_path):
   path = str(tmp_path / "model.safetensors")
