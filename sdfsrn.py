@@ -22,26 +22,28 @@ def conv2x2(conv:nn.Conv2d, x:Tensor) -> Tensor:
   return patch.linear(conv.weight.reshape(conv.weight.shape[0], -1).T, conv.bias).permute(0, 3, 1, 2)          # [B,O,H/2,W/2]
 
 def dense(layer:nn.Linear, x:Tensor, relu:bool) -> Tensor:
-  """layer(x), then relu if asked: [...,I] -> [...,O], for a number of points that 4 divides (the decoder pads them). On
-  the CPU one kernel whose register tile (TILE) is set here rather than by tinygrad 0.14's heuristic, which reads both
-  operands along the sum and adds each of its 4x4 sums up from 4-wide dot products: 8 channels x 4 points of sums, the
-  channels in 256-bit vectors, made each hidden layer of the decoder 1.8x faster (19.9 -> 11.3 ms in a one-process
-  default step, 137 -> 116 ms in all; README, Benchmark). The weight goes in transposed, [I,O], so those 8 channels are
-  adjacent. Other devices keep tinygrad's own kernels (tensor cores on NVIDIA). The gradient (grad) is tinygrad's
-  operations; it recomputes the sum before the relu for its mask."""
-  if not x.device.startswith("CPU"): return layer(x).relu() if relu else layer(x)
+  """layer(x.contiguous()), then relu if asked, else realised: [...,I] -> [...,O], for a number of points that 4 divides
+  (the decoder pads them). On the CPU one kernel whose register tile (TILE) is set here rather than by tinygrad 0.14's
+  heuristic, which reads both operands along the sum and adds each of its 4x4 sums up from 4-wide dot products: 8
+  channels x 4 points of sums, the channels in 256-bit vectors, made each hidden layer of the decoder 1.8x faster
+  (19.9 -> 11.3 ms in a one-process default step, 137 -> 116 ms in all; README, Benchmark). The weight goes in
+  transposed, [I,O], so those 8 channels are adjacent. Other devices keep tinygrad's own kernels (tensor cores on
+  NVIDIA). The gradient (grad) is tinygrad's operations; it recomputes the sum before the relu for its mask."""
+  if not x.device.startswith("CPU"): return layer(x.contiguous()).relu() if relu else layer(x.contiguous()).contiguous()
   def kernel(out:UOp, x:UOp, weight:UOp, bias:UOp) -> UOp:
+    out, x = out.reshape(-1, out.shape[-1]), x.reshape(-1, x.shape[-1])                            # [P,O], [P,I]
     i, o, k = UOp.range(out.shape[0], 0), UOp.range(out.shape[1], 1), UOp.range(x.shape[1], 2, AxisType.REDUCE)
     y = (x[i, k] * weight[k, o]).reduce(k, arg=Ops.ADD) + bias[o]
     return out[i, o].store(y.maximum(0.0) if relu else y).end(i, o).sink(arg=KernelInfo(name=f"dense_{x.shape[1]}_{out.shape[1]}", opts_to_apply=TILE))
   def grad(g:UOp, call:UOp) -> tuple:
     x, weight, bias = (Tensor(u) for u in call.src[2:])
-    g = Tensor(g) * ((x @ weight + bias) > 0) if relu else Tensor(g)                                 # [P,O]
-    # (g.T @ x).T: the layer's [O,I] weight then gets g.T @ x in a buffer of its own, not a transposed view (workers.host)
-    return None, (g @ weight.T).uop, (g.T @ x).T.uop, g.sum(0).uop
-  flat, weight = x.reshape(-1, x.shape[-1]).contiguous(), layer.weight.T.contiguous()              # [P,I], [I,O]
-  out = Tensor.empty(flat.shape[0], weight.shape[1], device=x.device)                              # [P,O]
-  return out.custom_kernel(flat, weight, layer.bias, fxn=kernel, grad_fxn=grad)[0].reshape(*x.shape[:-1], weight.shape[1])
+    flat, g = x.reshape(-1, x.shape[-1]), Tensor(g).reshape(-1, weight.shape[1])                   # [P,I], [P,O]
+    if relu: g = g * ((flat @ weight + bias) > 0)
+    # (g.T @ flat).T: the layer's [O,I] weight then gets g.T @ flat in a buffer of its own, not a transposed view (workers.host)
+    return None, (g @ weight.T).reshape(x.shape).uop, (g.T @ flat).T.uop, g.sum(0).uop
+  weight = layer.weight.T.contiguous()                                                             # [I,O]
+  out = Tensor.empty(*x.shape[:-1], weight.shape[1], device=x.device)                              # [...,O]
+  return out.custom_kernel(x, weight, layer.bias, fxn=kernel, grad_fxn=grad)[0]
 
 class Encoder:
   """Four stride-2 convolutions (3->32->64->128->256) and two fully connected layers: [B,3,H,W] -> [B,L]."""
@@ -82,14 +84,13 @@ class Decoder:
     # each shape's M points padded to a multiple of 16, the tiles of dense() on the CPU and of CUDA's tensor cores
     M = math.prod(shape)
     point = point.reshape(B, M, 3).pad(((0, 0), (0, -M % 16), (0, 0)))                                 # [B,M',3]
-    # .contiguous() between layers, and on the skip layer's product before the sum (dense() realises its own): otherwise
-    # tinygrad fuses neighbouring matrix products into kernels that pick slow loop orders or recompute one (measured up
-    # to 2.5x slower on the CPU)
+    # each layer's input realised, and the skip layer's product before the sum (dense): otherwise tinygrad fuses
+    # neighbouring matrix products into kernels that pick slow loop orders or recompute one (up to 2.5x slower on the CPU)
     shared = self.latent_in(latent).unsqueeze(1)                                                       # [B,1,2C]
     x = (first(point) + shared[..., :C]).relu()                                                        # [B,M',C]
-    x = dense(second, x.contiguous(), relu=True)                                                       # [B,M',C]
-    x = (dense(skip, x, relu=False).contiguous() + self.skip_point(point) + shared[..., C:]).relu()   # [B,M',C] skip
-    x = dense(fourth, x.contiguous(), relu=True)                                                       # [B,M',C]
+    x = dense(second, x, relu=True)                                                                    # [B,M',C]
+    x = (dense(skip, x, relu=False) + self.skip_point(point) + shared[..., C:]).relu()                # [B,M',C] skip
+    x = dense(fourth, x, relu=True)                                                                    # [B,M',C]
     return last(x.contiguous())[:, :M, 0].reshape(B, *shape)                                           # [B,...]
 
 class SDFSRN:
