@@ -2,7 +2,7 @@
 # same step built the naive way (autograd through every sample, latent concatenated to every point), side by side in
 # one process on one device; on the CPU also the default step split over 2 processes (train.py --workers). `python bench.py`
 # (DEV=... picks the device). Numbers are printed, never asserted.
-import argparse, os, resource, sys, time
+import argparse, resource, time
 import train   # first: it turns METAL=1 / CUDA=1 / CLANG=1 into DEV=... before tinygrad is imported
 import numpy as np
 from tinygrad import Tensor, Device, nn

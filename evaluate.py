@@ -203,9 +203,9 @@ def evaluate_checkpoint(path:str, workers:int=1):
   """--eval: with more than one worker (train.py's default on the CPU) the held-out shapes are scored in a second
   process at the same time as the training shapes here; it ignores Ctrl-C, which is this process's, and ends with it."""
   model, config = load_for_eval(path)
-  second = multiprocessing.get_context("spawn").Pool(1, signal.signal, (signal.SIGINT, signal.SIG_IGN)) if workers > 1 else None
-  with second or contextlib.nullcontext():
+  with multiprocessing.get_context("spawn").Pool(1, signal.signal, (signal.SIGINT, signal.SIG_IGN)) if workers > 1 else contextlib.nullcontext() as second:
     later = second.apply_async(held_out_of, (path,)) if second else None
     data = shapes.make_dataset(config["shapes"], config["res"], config["seed"], config["rotate"])
-    metrics = evaluate(model, data, config["samples"], config["seed"])[0] | (later.get() if later else held_out_of(path))
+    metrics = evaluate(model, data, config["samples"], config["seed"])[0]
+    metrics |= later.get() if later else held_out(model, config["res"], config["samples"], config["seed"], config["rotate"])[0]
   print(json.dumps(metrics | dict(device=Device.DEFAULT)))

@@ -5,8 +5,8 @@ import json, os, time
 import numpy as np
 from PIL import Image, ImageDraw, UnidentifiedImageError
 from tinygrad import Tensor
-import evaluate, render, shapes
-from evaluate import CHECK_SHAPES, chunked, fail, load_for_eval, log, over_disc, predicted_grids, render_views, save_obj
+import render, shapes
+from evaluate import CHECK_SHAPES, chunked, fail, held_out, load_for_eval, log, over_disc, predicted_grids, render_views, save_obj
 from sdfsrn import SDFSRN
 
 # V views, P = H*W pixels, L latent size, T turntable frames
@@ -145,7 +145,7 @@ def write_figures(data:dict, out:str, metrics:dict, novel_sdf:np.ndarray, meshes
 def held_out_and_turntable(model:SDFSRN, data:dict, args) -> dict:
   """The held-out shapes' metrics and the turntable (it shows one of them): the part of the work after training that a
   --workers helper takes while the main process scores the training shapes (train.py's args)."""
-  metrics, held_data = evaluate.held_out(model, args.res, args.samples, args.seed, args.rotate)
+  metrics, held_data = held_out(model, args.res, args.samples, args.seed, args.rotate)
   start = time.perf_counter()
   turntable(model, data, held_data, args.samples, os.path.join(args.out, "turntable.gif"))
   log(f"figures: turntable ({time.perf_counter() - start:.0f} s)")

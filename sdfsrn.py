@@ -80,9 +80,8 @@ class Decoder:
   def __call__(self, latent:Tensor, point:Tensor) -> Tensor:
     """SDF [B,...] at points [B,...,3] of shape latent [B,L]."""
     first, second, skip, fourth, last = self.layers
-    B, shape, C = point.shape[0], point.shape[1:-1], self.width
+    B, shape, C, M = point.shape[0], point.shape[1:-1], self.width, math.prod(point.shape[1:-1])
     # each shape's M points padded to a multiple of 16, the tiles of dense() on the CPU and of CUDA's tensor cores
-    M = math.prod(shape)
     point = point.reshape(B, M, 3).pad(((0, 0), (0, -M % 16), (0, 0)))                                 # [B,M',3]
     # each layer's input realised, and the skip layer's product before the sum (dense): otherwise tinygrad fuses
     # neighbouring matrix products into kernels that pick slow loop orders or recompute one (up to 2.5x slower on the CPU)
