@@ -103,16 +103,18 @@ def make_step(model:SDFSRN, opt:nn.optim.Optimizer, device:dict[str, Tensor], sa
           loss = loss + shading * (((shade - truth) ** 2) * both).sum() / both.sum().maximum(1)
       (loss := loss * share).backward()
       return [loss.realize(*[p.grad for p in opt.params]), *[p.grad for p in opt.params]]
+  # Adam reads the gradients where gradient's replays write them (its outputs from the capture on): tensors passed in
+  # would cost a graph rewrite each per call. PCONTIG=3 lets tinygrad write each parameter in place: by default an
+  # update reading more than 3 buffers goes to a temporary and is copied back, 24 more kernels a step.
   @TinyJit
-  def update(*gradients:Tensor):
-    with Context(TRAINING=1):
-      for p, g in zip(opt.params, gradients): p.grad = g
-      Tensor.realize(*opt.schedule_step())
+  def update():
+    with Context(TRAINING=1, PCONTIG=3): Tensor.realize(*opt.schedule_step())
   def step(shape:Tensor, row:Tensor, pick:Tensor, T:Tensor) -> Tensor:
     """One Adam step; the batch's loss [] (read it before the next step: a jit's output is overwritten by its next call)."""
     loss, *gradients = gradient(shape, row, pick, T)
     if exchange is not None: exchange(loss, *gradients)
-    update(*gradients)
+    for p, g in zip(opt.params, gradients): p.grad = g
+    update()
     return loss
   return step
 
