@@ -3,7 +3,7 @@
 # Leaves out SDF-SRN's hypernetwork (its encoder emits decoder weights), its learned LSTM ray marcher and its colour branch.
 # Checkpoints live here too: training and evaluation both read them.
 import json, math, os, pathlib
-from tinygrad import Tensor, UOp, nn
+from tinygrad import Tensor, UOp, dtypes, nn
 from tinygrad.codegen.opt import Opt, OptOps
 from tinygrad.uop.ops import AxisType, KernelInfo, Ops
 
@@ -11,7 +11,26 @@ from tinygrad.uop.ops import AxisType, KernelInfo, Ops
 LATENT = 128
 WIDTH = 64
 INIT_RADIUS = 0.5   # the decoder starts as the SDF of a sphere of this radius
-TILE = (Opt(OptOps.UPCAST, 1, 8), Opt(OptOps.UPCAST, 0, 4))   # dense() on the CPU: 8 output channels x 4 points at a time
+TILE = (Opt(OptOps.UPCAST, 1, 8), Opt(OptOps.UPCAST, 0, 4))   # tiled() on the CPU: 8 output channels x 4 rows at a time
+
+def tiled(x:Tensor, weight:Tensor, bias:Tensor|None=None, relu:bool=False, grad_fxn=None) -> Tensor:
+  """x @ weight (+ bias, then relu if asked): [...,I] x [I,O] -> [...,O], for a number of rows that 4 divides and an O
+  that 8 divides. One kernel whose register tile (TILE) is set here rather than by tinygrad 0.14's heuristic, which
+  reads both operands of a layer's x @ W.T along the sum and adds each of its 4x4 sums up from 4-wide dot products:
+  8 channels x 4 rows of sums, the channels in 256-bit vectors, made each hidden layer of the decoder 1.8x faster on
+  the CPU (19.9 -> 11.3 ms in a one-process default step; README, Benchmark). grad_fxn: its gradient, if needed."""
+  def kernel(out:UOp, x:UOp, weight:UOp, *bias:UOp) -> UOp:
+    out, x = out.reshape(-1, out.shape[-1]), x.reshape(-1, x.shape[-1])                            # [P,O], [P,I]
+    i, o, k = UOp.range(out.shape[0], 0), UOp.range(out.shape[1], 1), UOp.range(x.shape[1], 2, AxisType.REDUCE)
+    y = (x[i, k] * weight[k, o]).reduce(k, arg=Ops.ADD) + (bias[0][o] if bias else 0.0)
+    return out[i, o].store(y.maximum(0.0) if relu else y).end(i, o).sink(arg=KernelInfo(name=f"tiled_{x.shape[1]}_{out.shape[1]}", opts_to_apply=TILE))
+  out = Tensor.empty(*x.shape[:-1], weight.shape[1], device=x.device)
+  return out.custom_kernel(x, weight, *([] if bias is None else [bias]), fxn=kernel, grad_fxn=grad_fxn)[0]
+
+def zeros(out:UOp, *_:UOp) -> UOp:   # a custom kernel that writes zeros: conv2x2 adds it to give its input a gradient
+  out = out.reshape(-1)
+  i = UOp.range(out.shape[0], 0)
+  return out[i].store(UOp.const(0.0, dtypes.float32)).end(i).sink(arg=KernelInfo(name="zeros"))
 
 def conv2x2(conv:nn.Conv2d, x:Tensor) -> Tensor:
   """conv(x) for a 2x2 convolution of stride 2: its windows do not overlap, so it is one matrix product over the 2x2
@@ -19,31 +38,29 @@ def conv2x2(conv:nn.Conv2d, x:Tensor) -> Tensor:
   masked 3x3 convolution instead (measured 152 ms -> 27 ms for the encoder's forward and backward on 2 CPU cores)."""
   B, C, H, W = x.shape
   patch = x.reshape(B, C, H // 2, 2, W // 2, 2).permute(0, 2, 4, 1, 3, 5).reshape(B, H // 2, W // 2, C * 4)   # [B,H/2,W/2,4C]
-  return patch.linear(conv.weight.reshape(conv.weight.shape[0], -1).T, conv.bias).permute(0, 3, 1, 2)          # [B,O,H/2,W/2]
+  weight = conv.weight.reshape(conv.weight.shape[0], -1)                                                      # [O,4C]
+  if not x.device.startswith("CPU") or C % 2 or B * H * W // 4 % 4: return patch.linear(weight.T, conv.bias).permute(0, 3, 1, 2)
+  # On the CPU the patches' gradient g @ weight is tiled()'s kernel (tinygrad's, reading g across the channels-first
+  # layout, ran at 3 GFLOP/s): the product sees the patches detached, and zeros carrying that gradient are added. The
+  # gradient at the output is realised first (contiguous_backward): otherwise the layer after fuses into it a kernel
+  # with a slow loop order. A one-process default step: 86.4 -> 74.6 ms on 5 images, 154.4 -> 150.4 ms on 10.
+  grad = lambda g, call: (None, tiled(Tensor(g).reshape(-1, weight.shape[0]), weight).reshape(patch.shape).uop)
+  carrier = Tensor.empty(*patch.shape[:-1], weight.shape[0], device=x.device).custom_kernel(patch, fxn=zeros, grad_fxn=grad)[0]
+  return (patch.detach().linear(weight.T, conv.bias) + carrier).permute(0, 3, 1, 2).contiguous_backward()   # [B,O,H/2,W/2]
 
 def dense(layer:nn.Linear, x:Tensor, relu:bool) -> Tensor:
   """layer(x.contiguous()), then relu if asked, else realised: [...,I] -> [...,O], for a number of points that 4 divides
-  (the decoder pads them). On the CPU one kernel whose register tile (TILE) is set here rather than by tinygrad 0.14's
-  heuristic, which reads both operands along the sum and adds each of its 4x4 sums up from 4-wide dot products: 8
-  channels x 4 points of sums, the channels in 256-bit vectors, made each hidden layer of the decoder 1.8x faster
-  (19.9 -> 11.3 ms in a one-process default step, 137 -> 116 ms in all; README, Benchmark). The weight goes in
-  transposed, [I,O], so those 8 channels are adjacent. Other devices keep tinygrad's own kernels (tensor cores on
-  NVIDIA). The gradient (grad) is tinygrad's operations; it recomputes the sum before the relu for its mask."""
+  (the decoder pads them). On the CPU tiled(), with the weight transposed, [I,O], so 8 output channels are adjacent.
+  Other devices keep tinygrad's own kernels (tensor cores on NVIDIA). The gradient (grad) is tinygrad's operations; it
+  recomputes the sum before the relu for its mask."""
   if not x.device.startswith("CPU"): return layer(x.contiguous()).relu() if relu else layer(x.contiguous()).contiguous()
-  def kernel(out:UOp, x:UOp, weight:UOp, bias:UOp) -> UOp:
-    out, x = out.reshape(-1, out.shape[-1]), x.reshape(-1, x.shape[-1])                            # [P,O], [P,I]
-    i, o, k = UOp.range(out.shape[0], 0), UOp.range(out.shape[1], 1), UOp.range(x.shape[1], 2, AxisType.REDUCE)
-    y = (x[i, k] * weight[k, o]).reduce(k, arg=Ops.ADD) + bias[o]
-    return out[i, o].store(y.maximum(0.0) if relu else y).end(i, o).sink(arg=KernelInfo(name=f"dense_{x.shape[1]}_{out.shape[1]}", opts_to_apply=TILE))
   def grad(g:UOp, call:UOp) -> tuple:
     x, weight, bias = (Tensor(u) for u in call.src[2:])
     flat, g = x.reshape(-1, x.shape[-1]), Tensor(g).reshape(-1, weight.shape[1])                   # [P,I], [P,O]
     if relu: g = g * ((flat @ weight + bias) > 0)
     # (g.T @ flat).T: the layer's [O,I] weight then gets g.T @ flat in a buffer of its own, not a transposed view (workers.host)
     return None, (g @ weight.T).reshape(x.shape).uop, (g.T @ flat).T.uop, g.sum(0).uop
-  weight = layer.weight.T.contiguous()                                                             # [I,O]
-  out = Tensor.empty(*x.shape[:-1], weight.shape[1], device=x.device)                              # [...,O]
-  return out.custom_kernel(x, weight, layer.bias, fxn=kernel, grad_fxn=grad)[0]
+  return tiled(x, layer.weight.T.contiguous(), layer.bias, relu, grad)
 
 class Encoder:
   """Four stride-2 convolutions (3->32->64->128->256) and two fully connected layers: [B,3,H,W] -> [B,L]."""

@@ -177,9 +177,14 @@ def test_model_shapes():
   assert model.decoder(latent, Tensor.rand(3, 5, 7, 3)).shape == (3, 5, 7)
   assert model.decoder(latent, Tensor.rand(3, 5, 3)).shape == (3, 5)
 
-def test_patch_convolution_equals_conv2d():
-  conv, image = nn.Conv2d(5, 7, 2, stride=2), Tensor.randn(2, 5, 8, 12)
-  np.testing.assert_allclose(sdfsrn.conv2x2(conv, image).numpy(), conv(image).numpy(), rtol=1e-5, atol=1e-6)
+@pytest.mark.parametrize("channels", [5, 6])   # 6: the CPU's patch gradient through tiled(); 5 (odd): tinygrad's alone
+def test_patch_convolution_equals_conv2d(channels):
+  conv, image = nn.Conv2d(channels, 8, 2, stride=2), Tensor.randn(2, channels, 8, 12).realize()
+  ours, theirs, wrt = sdfsrn.conv2x2(conv, image), conv(image), [image, conv.weight, conv.bias]
+  cotangent = Tensor.randn(*theirs.shape).realize()   # gradients first: tinygrad forgets a realised tensor's graph
+  for a, b in zip((ours * cotangent).sum().gradient(*wrt), (theirs * cotangent).sum().gradient(*wrt)):
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-5, atol=1e-6)
 
 def test_latent_precompute_equals_concatenation():
   # the same function and gradients: bench.ConcatDecoder uses tinygrad's own linear layers, so this also checks
