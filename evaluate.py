@@ -88,10 +88,12 @@ def evaluate(model:SDFSRN, data:dict, samples:int, seed:int) -> tuple[dict, np.n
   """Everything in metrics.json about the first SCORED_SHAPES training shapes; their novel views' min_sdf and meshes, for the figures."""
   return score(model, {k: v[:SCORED_SHAPES] for k, v in data.items()}, samples, seed, "training")
 
+def held_out_data(res:int, seed:int, rotate:bool) -> dict: return shapes.make_dataset(HELD_OUT, res, seed + 1, rotate)
+
 def held_out(model:SDFSRN, res:int, samples:int, seed:int, rotate:bool) -> tuple[dict, dict]:
   """The same metrics, named held_out_..., of HELD_OUT shapes never trained on (drawn with seed + 1, each seen once through
   its input image), to measure generalisation; and their data, for the turntable."""
-  data = shapes.make_dataset(HELD_OUT, res, seed + 1, rotate)
+  data = held_out_data(res, seed, rotate)
   metrics = score(model, data, samples, seed + 1, "held-out")[0]
   return {f"held_out_{k}": v for k, v in metrics.items() if k != "novel_iou_per_shape"} | dict(held_out_shapes=HELD_OUT), data
 

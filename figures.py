@@ -2,11 +2,12 @@
 # renderer), the triptych, the novel views worst first, the turntable GIF, the loss curve; and `--image PHOTO`, a user's
 # picture turned into views, a turntable and a mesh. Imports evaluate for the renders and meshes; never train.py.
 import json, os, time
+from typing import Callable
 import numpy as np
 from PIL import Image, ImageDraw, UnidentifiedImageError
 from tinygrad import Tensor
 import render, shapes
-from evaluate import CHECK_SHAPES, chunked, fail, held_out, load_for_eval, log, over_disc, predicted_grids, render_views, save_obj
+from evaluate import CHECK_SHAPES, chunked, fail, held_out, held_out_data, load_for_eval, log, over_disc, predicted_grids, render_views, save_obj
 from sdfsrn import SDFSRN
 
 # V views, P = H*W pixels, L latent size, T turntable frames
@@ -82,18 +83,31 @@ def save_gif(columns:list[np.ndarray], labels:list[str], path:str):
   frames = [sheet([[column[t] for column in columns]], labels) for t in range(TURNTABLE_FRAMES)]
   frames[0].save(path, save_all=True, append_images=frames[1:], duration=FRAME_MS, loop=0)
 
-def turntable(model:SDFSRN, data:dict, held_data:dict, samples:int, path:str):
-  """GIF of the first shape of each family and the first held-out shape spinning: shaded truth beside shaded prediction."""
+def turntable_shapes(data:dict, held_data:dict) -> tuple[list[dict], np.ndarray, int]:
+  """What the turntable shows: the first shape of each family and the first held-out shape, their input images
+  [K,3,H,W], and how many of them were trained on."""
   families = [s["family"] for s in data["shapes"]]
   first = [families.index(f) for f in shapes.FAMILIES if f in families]
-  shown = [data["shapes"][i] for i in first] + held_data["shapes"][:1]
-  images = np.concatenate([data["images"][first], held_data["images"][:1]])                                   # [K,3,H,W]
-  (K, _, res, _), poses = images.shape, turntable_poses()
+  return [data["shapes"][i] for i in first] + held_data["shapes"][:1], np.concatenate([data["images"][first], held_data["images"][:1]]), len(first)
+
+def turntable_model(model:SDFSRN, data:dict, held_data:dict, samples:int) -> np.ndarray:
+  """The model's frames [K,T,H,W,3] of the turntable's shapes, each from its input image."""
+  images = turntable_shapes(data, held_data)[1]                                                               # [K,3,H,W]
+  K, _, res, _ = images.shape
   latent = model.encoder(Tensor(images)).numpy().repeat(TURNTABLE_FRAMES, 0)                                  # [K*T,L]
-  pred = shaded_views(model, latent, np.tile(poses, (K, 1)), res, samples).reshape(K, TURNTABLE_FRAMES, res, res, 3)
-  columns = [x for shape, p in zip(shown, pred) for x in (shaded_truth(shape, poses, res, samples), p)]
-  labels = [x for k, s in enumerate(shown) for x in (f"{s['family']}{', held out' if k == len(first) else ''}\ntruth", "\nmodel")]
-  save_gif(columns, labels, path)
+  return shaded_views(model, latent, np.tile(turntable_poses(), (K, 1)), res, samples).reshape(K, TURNTABLE_FRAMES, res, res, 3)
+
+def turntable(data:dict, args, model_frames:Callable) -> dict:
+  """The turntable GIF: each shape's shaded truth, drawn here (it needs no model), beside the model's frames, which a
+  --workers helper draws meanwhile (model_frames() waits for them and the held-out metrics; returns the metrics)."""
+  start, held_data = time.perf_counter(), held_out_data(args.res, args.seed, args.rotate)
+  shown, _, trained = turntable_shapes(data, held_data)
+  truth = [shaded_truth(shape, turntable_poses(), args.res, args.samples) for shape in shown]
+  metrics, pred = model_frames()
+  labels = [x for k, s in enumerate(shown) for x in (f"{s['family']}{', held out' if k == trained else ''}\ntruth", "\nmodel")]
+  save_gif([x for t, p in zip(truth, pred) for x in (t, p)], labels, os.path.join(args.out, "turntable.gif"))
+  log(f"figures: turntable ({time.perf_counter() - start:.0f} s here)")
+  return metrics
 
 def to_pixel(value, low:float, high:float, first:float, last:float, log:bool=False) -> np.ndarray:
   """Pixel column or row of data values on an axis that runs from low at pixel first to high at pixel last, linear or log10."""
@@ -132,7 +146,7 @@ def loss_curve(history:list[float], metrics:dict, path:str, size=(760, 440), mar
   image.save(path)
 
 def write_figures(data:dict, out:str, metrics:dict, novel_sdf:np.ndarray, meshes:list) -> list[str]:
-  """What a finished run draws and writes next to its checkpoint, but the turntable (held_out_and_turntable); the paths."""
+  """What a finished run draws and writes next to its checkpoint, but the turntable GIF (turntable); the paths."""
   paths = [os.path.join(out, name) for name in ("novel_views.png", "loss_curve.png", "metrics.json")]
   novel_grid(data, novel_sdf, metrics["novel_iou_per_shape"], paths[0])
   loss_curve(metrics["loss_history"], metrics, paths[1])
@@ -142,14 +156,13 @@ def write_figures(data:dict, out:str, metrics:dict, novel_sdf:np.ndarray, meshes
   with open(paths[2], "w") as f: json.dump(metrics, f, indent=2)
   return paths
 
-def held_out_and_turntable(model:SDFSRN, data:dict, args) -> dict:
-  """The held-out shapes' metrics and the turntable (it shows one of them): the part of the work after training that a
-  --workers helper takes while the main process scores the training shapes (train.py's args)."""
+def held_out_and_turntable(model:SDFSRN, data:dict, args) -> tuple[dict, np.ndarray]:
+  """The held-out shapes' metrics and the model's turntable frames (it shows one of them): the part of the work after
+  training that a --workers helper takes while the main process scores the training shapes and draws the truth's frames."""
   metrics, held_data = held_out(model, args.res, args.samples, args.seed, args.rotate)
-  start = time.perf_counter()
-  turntable(model, data, held_data, args.samples, os.path.join(args.out, "turntable.gif"))
-  log(f"figures: turntable ({time.perf_counter() - start:.0f} s)")
-  return metrics
+  start, frames = time.perf_counter(), turntable_model(model, data, held_data, args.samples)
+  log(f"figures: the turntable's model frames ({time.perf_counter() - start:.0f} s)")
+  return metrics, frames
 
 # *** a user's picture: --image ***
 

@@ -184,9 +184,10 @@ def train(args):
       checks.append((epoch + 1, iou()))
   signal.signal(signal.SIGINT, signal.default_int_handler)
   trained = time.perf_counter() - start
-  held_out = workers.call(helpers, model, data, figures.held_out_and_turntable, args)   # in a helper, if any, beside the next line
+  held_out = workers.call(helpers, model, data, figures.held_out_and_turntable, args)   # in a helper, if any, beside the next lines
   metrics, novel_sdf, meshes = evaluate.evaluate(model, data, args.samples, args.seed)
-  metrics |= held_out() | dict(epochs=args.epochs, config=config(args), workers=len(parts), train_seconds=round(trained, 1), device=Device.DEFAULT,
+  metrics |= figures.turntable(data, args, held_out)   # the truth's frames here, then the GIF; returns the held-out metrics
+  metrics |= dict(epochs=args.epochs, config=config(args), workers=len(parts), train_seconds=round(trained, 1), device=Device.DEFAULT,
                   checkpoint_novel_iou=checks)
   paths = figures.write_figures(data, args.out, metrics | dict(wall_seconds=round(time.perf_counter() - start, 1), loss_history=history), novel_sdf, meshes)
   log(f"training MSE {metrics['train_mse']:.4f}, novel-view IoU {metrics['novel_iou']:.3f}, volumetric IoU {metrics['volume_iou']:.3f} "
