@@ -65,8 +65,7 @@ def timed(name:str, step) -> float:
   start = time.perf_counter()
   for i in range(STEPS): step(i)
   ms = (time.perf_counter() - start) / STEPS * 1000
-  B, R = train.BATCH, (train.RES // train.BLOCK) ** 2
-  points = B * R * (train.SAMPLES + 1)                                                      # N searched + 1 with gradient
+  points = train.BATCH * (train.RES // train.BLOCK) ** 2 * (train.SAMPLES + 1)             # B x R x (N searched + 1 with gradient)
   print(f"{name:>14}: {ms:8.1f} ms/step  {points / ms * 1000 / 1e6:6.2f} M points/s  first step {first:5.1f} s  "
         f"device memory {GlobalCounters.mem_used / 2**20:7.1f} MiB  peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10:7.1f} MiB")
   return ms

@@ -90,18 +90,10 @@ def turntable_shapes(data:dict, held_data:dict) -> tuple[list[dict], np.ndarray,
   first = [families.index(f) for f in shapes.FAMILIES if f in families]
   return [data["shapes"][i] for i in first] + held_data["shapes"][:1], np.concatenate([data["images"][first], held_data["images"][:1]]), len(first)
 
-def turntable_model(model:SDFSRN, data:dict, held_data:dict, samples:int) -> np.ndarray:
-  """The model's frames [K,T,H,W,3] of the turntable's shapes, each from its input image."""
-  images = turntable_shapes(data, held_data)[1]                                                               # [K,3,H,W]
-  K, _, res, _ = images.shape
-  latent = model.encoder(Tensor(images)).numpy().repeat(TURNTABLE_FRAMES, 0)                                  # [K*T,L]
-  return shaded_views(model, latent, np.tile(turntable_poses(), (K, 1)), res, samples).reshape(K, TURNTABLE_FRAMES, res, res, 3)
-
 def turntable(data:dict, args, model_frames:Callable) -> dict:
   """The turntable GIF: each shape's shaded truth, drawn here (it needs no model), beside the model's frames, which a
   --workers helper draws meanwhile (model_frames() waits for them and the held-out metrics; returns the metrics)."""
-  start, held_data = time.perf_counter(), held_out_data(args.res, args.seed, args.rotate)
-  shown, _, trained = turntable_shapes(data, held_data)
+  start, (shown, _, trained) = time.perf_counter(), turntable_shapes(data, held_out_data(args.res, args.seed, args.rotate))
   truth = [shaded_truth(shape, turntable_poses(), args.res, args.samples) for shape in shown]
   metrics, pred = model_frames()
   labels = [x for k, s in enumerate(shown) for x in (f"{s['family']}{', held out' if k == trained else ''}\ntruth", "\nmodel")]
@@ -157,12 +149,14 @@ def write_figures(data:dict, out:str, metrics:dict, novel_sdf:np.ndarray, meshes
   return paths
 
 def held_out_and_turntable(model:SDFSRN, data:dict, args) -> tuple[dict, np.ndarray]:
-  """The held-out shapes' metrics and the model's turntable frames (it shows one of them): the part of the work after
-  training that a --workers helper takes while the main process scores the training shapes and draws the truth's frames."""
+  """The held-out shapes' metrics and the model's turntable frames [K,T,H,W,3] (the turntable shows one of them): the
+  part of the work after training that a --workers helper takes while the main process scores the training shapes and
+  draws the truth's frames (turntable)."""
   metrics, held_data = held_out(model, args.res, args.samples, args.seed, args.rotate)
-  start, frames = time.perf_counter(), turntable_model(model, data, held_data, args.samples)
-  log(f"figures: the turntable's model frames ({time.perf_counter() - start:.0f} s)")
-  return metrics, frames
+  images = turntable_shapes(data, held_data)[1]                                                               # [K,3,H,W]
+  latent = model.encoder(Tensor(images)).numpy().repeat(TURNTABLE_FRAMES, 0)                                  # [K*T,L]
+  frames = shaded_views(model, latent, np.tile(turntable_poses(), (len(images), 1)), args.res, args.samples)   # [K*T,H,W,3]
+  return metrics, frames.reshape(len(images), TURNTABLE_FRAMES, *frames.shape[1:])
 
 # *** a user's picture: --image ***
 

@@ -24,12 +24,11 @@ def tiled(x:Tensor, weight:Tensor, bias:Tensor|None=None, relu:bool=False, grad_
     i, o, k = UOp.range(out.shape[0], 0), UOp.range(out.shape[1], 1), UOp.range(x.shape[1], 2, AxisType.REDUCE)
     y = (x[i, k] * weight[k, o]).reduce(k, arg=Ops.ADD) + (bias[0][o] if bias else 0.0)
     return out[i, o].store(y.maximum(0.0) if relu else y).end(i, o).sink(arg=KernelInfo(name=f"tiled_{x.shape[1]}_{out.shape[1]}", opts_to_apply=TILE))
-  out = Tensor.empty(*x.shape[:-1], weight.shape[1], device=x.device)
+  out = Tensor.empty(*x.shape[:-1], weight.shape[1], device=x.device)                                 # [...,O]
   return out.custom_kernel(x, weight, *([] if bias is None else [bias]), fxn=kernel, grad_fxn=grad_fxn)[0]
 
 def zeros(out:UOp, *_:UOp) -> UOp:   # a custom kernel that writes zeros: conv2x2 adds it to give its input a gradient
-  out = out.reshape(-1)
-  i = UOp.range(out.shape[0], 0)
+  out, i = out.reshape(-1), UOp.range(math.prod(out.shape), 0)
   return out[i].store(UOp.const(0.0, dtypes.float32)).end(i).sink(arg=KernelInfo(name="zeros"))
 
 def conv2x2(conv:nn.Conv2d, x:Tensor) -> Tensor:

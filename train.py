@@ -186,9 +186,9 @@ def train(args):
   trained = time.perf_counter() - start
   held_out = workers.call(helpers, model, data, figures.held_out_and_turntable, args)   # in a helper, if any, beside the next lines
   metrics, novel_sdf, meshes = evaluate.evaluate(model, data, args.samples, args.seed)
-  metrics |= figures.turntable(data, args, held_out)   # the truth's frames here, then the GIF; returns the held-out metrics
-  metrics |= dict(epochs=args.epochs, config=config(args), workers=len(parts), train_seconds=round(trained, 1), device=Device.DEFAULT,
-                  checkpoint_novel_iou=checks)
+  # figures.turntable draws the truth's frames here, then the GIF with the helper's, and returns the held-out metrics
+  metrics |= figures.turntable(data, args, held_out) | dict(epochs=args.epochs, config=config(args), workers=len(parts),
+                  train_seconds=round(trained, 1), device=Device.DEFAULT, checkpoint_novel_iou=checks)
   paths = figures.write_figures(data, args.out, metrics | dict(wall_seconds=round(time.perf_counter() - start, 1), loss_history=history), novel_sdf, meshes)
   log(f"training MSE {metrics['train_mse']:.4f}, novel-view IoU {metrics['novel_iou']:.3f}, volumetric IoU {metrics['volume_iou']:.3f} "
       f"(best sphere {metrics['sphere_baseline_volume_iou']:.3f}); held out: novel-view IoU {metrics['held_out_novel_iou']:.3f}, "
@@ -244,17 +244,13 @@ def device_error(e:Exception) -> str:
 
 def kept(args) -> str:
   """What a run that fails after its start leaves behind."""
-  checkpoint = args.eval or os.path.join(args.out, "model.safetensors")
-  if not os.path.isfile(checkpoint): return "no checkpoint was saved"
+  if not os.path.isfile(checkpoint := args.eval or os.path.join(args.out, "model.safetensors")): return "no checkpoint was saved"
   return f"{checkpoint} is whole" + ("" if args.eval else ": the same flags with --resume go on from it")
 
 if __name__ == "__main__":
   parser = argparse.ArgumentParser(description="Train Mini SDF-SRN on synthetic shapes from single-view silhouettes.")
-  parser.add_argument("--epochs", type=int, default=EPOCHS)
-  parser.add_argument("--shapes", type=int, default=SHAPES)
-  parser.add_argument("--res", type=int, default=RES)
-  parser.add_argument("--samples", type=int, default=SAMPLES)
-  parser.add_argument("--seed", type=int, default=SEED)
+  for flag, default in (("--epochs", EPOCHS), ("--shapes", SHAPES), ("--res", RES), ("--samples", SAMPLES), ("--seed", SEED)):
+    parser.add_argument(flag, type=int, default=default)
   parser.add_argument("--rotate", action="store_true", help="boxes and ellipsoids in random orientations, not axis-aligned")
   parser.add_argument("--views", type=int, default=1, help="K views per shape: the input view plus K-1 random ones, "
                       "each step supervising one at random (beyond the paper: multi-view supervision)")

@@ -79,7 +79,7 @@ def helper(setup:Callable, args, share:float, conn):
       message = conn.recv()
       if callable(message[0]):
         try: conn.send(message[0](model, data, *message[1:]))
-        except Exception as e: conn.send(e)   # e.g. a full disk under the turntable: the main process raises it
+        except Exception as e: conn.send(e)   # e.g. the held-out shapes' evaluation failing: the main process raises it
         continue
       shape, row, pick, T, lr = message
       opt.lr.assign(Tensor([lr], dtype=opt.lr.dtype)).realize()
