@@ -43,7 +43,7 @@ def measure(name:str, naive:bool=False, views:int=1, symmetric:bool=False, shadi
   step = train.make_step(model, opt, train.device_data(data, supervise_3d), train.SAMPLES, shading, supervise_3d,
                          min_sdf=full_min_sdf if naive else render.min_sdf, coarse=coarse)
   batches = train.batches(np.random.default_rng(0), train.SHAPES, views, train.RES)
-  return timed(name, lambda i: step(*map(Tensor, batches[i % len(batches)]), Tensor([train.T_END])).item())
+  return timed(name, lambda i: step(*batches[i % len(batches)], train.T_END, train.LR).item())
 
 def measure_workers(count:int) -> float:
   """The default step split over processes as `train.py --workers` splits it (the CPU device only)."""
@@ -71,6 +71,7 @@ def timed(name:str, step) -> float:
   return ms
 
 if __name__ == "__main__":
+  train.check_device()   # DEV=NV on a Hopper GPU, say: one line, as train.py says it
   print(f"device {Device.DEFAULT}, {train.BATCH} images x {(train.RES // train.BLOCK) ** 2} rays x {train.SAMPLES} samples, "
         f"decoder width {SDFSRN().decoder.width}, {STEPS} timed steps")
   fast = measure("default", naive=False)

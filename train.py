@@ -64,6 +64,12 @@ def learning_rate(epoch:int, epochs:int) -> float:
 
 # *** training ***
 
+def copy_in(t:Tensor, x:np.ndarray):
+  """x into realised t's buffer in place, once the device is idle. A new Tensor costs 2-5 ms of tinygrad's scheduler (it
+  walks every live tensor): 4 a step were most of a step's 13 ms on an H200 (README, Benchmark, stop 19)."""
+  Device[t.device].synchronize()
+  t.uop.buffer.allocator._copyin(t.uop.buffer._buf, memoryview(np.ascontiguousarray(x, t.dtype.fmt)).cast("B"))
+
 def make_step(model:SDFSRN, opt:nn.optim.Optimizer, device:dict[str, Tensor], samples:int, shading:float=0.0, supervise_3d:bool=False,
               min_sdf=render.min_sdf, share:float=1.0, exchange=None, coarse:int=1):
   """The training step over data kept on the device (device_data): a jitted gradient, then a jitted Adam update. With
@@ -109,9 +115,14 @@ def make_step(model:SDFSRN, opt:nn.optim.Optimizer, device:dict[str, Tensor], sa
   @TinyJit
   def update():
     with Context(TRAINING=1, PCONTIG=3): Tensor.realize(*opt.schedule_step())
-  def step(shape:Tensor, row:Tensor, pick:Tensor, T:Tensor) -> Tensor:
-    """One Adam step; the batch's loss [] (read it before the next step: a jit's output is overwritten by its next call)."""
-    loss, *gradients = gradient(shape, row, pick, T)
+  inputs:list[Tensor] = []   # gradient's (shapes, rows, picks, T), then Adam's learning rate: the same buffers every step
+  def step(shape:np.ndarray, row:np.ndarray, pick:np.ndarray, T:float, lr:float) -> Tensor:
+    """One Adam step on a batch of batches() at temperature T and learning rate lr; the batch's loss [] (read it before
+    the next step: a jit's output is overwritten by its next call)."""
+    arrays = (shape, row, pick, np.array([T], np.float32), np.array([lr], np.float32))
+    if not inputs: inputs.extend([*(Tensor(x).realize() for x in arrays[:4]), opt.lr.realize()])
+    for t, x in zip(inputs, arrays): copy_in(t, x)
+    loss, *gradients = gradient(*inputs[:4])
     if exchange is not None: exchange(loss, *gradients)
     for p, g in zip(opt.params, gradients): p.grad = g
     update()
@@ -138,9 +149,8 @@ def setup(args, share:float=1.0, exchange=None) -> tuple[dict, SDFSRN, nn.optim.
   Tensor.manual_seed(args.seed)
   model = SDFSRN(args.res, symmetric=args.symmetric)
   opt = nn.optim.Adam(nn.state.get_parameters(model), lr=LR)
-  step = make_step(model, opt, device_data(data, args.supervise_3d, args.seed), args.samples, args.shading, args.supervise_3d,
-                   share=share, exchange=exchange, coarse=COARSE if args.coarse_to_fine else 1)
-  return data, model, opt, step
+  return data, model, opt, make_step(model, opt, device_data(data, args.supervise_3d, args.seed), args.samples, args.shading,
+                                     args.supervise_3d, share=share, exchange=exchange, coarse=COARSE if args.coarse_to_fine else 1)
 
 def train(args):
   start = time.perf_counter()
@@ -161,13 +171,10 @@ def train(args):
   # Ctrl-C lets the epoch in progress finish, so the checkpoint holds a whole number of epochs and --resume continues
   # exactly where a straight run would be
   interrupted = []
-  def interrupt(*_):
-    print("\nfinishing this epoch, then saving...")
-    interrupted.append(True)
+  def interrupt(*_): print("\nfinishing this epoch, then saving..."); interrupted.append(True)
   signal.signal(signal.SIGINT, interrupt)
   for epoch in (bar := tqdm(range(first, args.epochs), desc="train", total=args.epochs - first)):
     T, lr = temperature(epoch, args.epochs), learning_rate(epoch, args.epochs)
-    opt.lr.assign(Tensor([lr], dtype=opt.lr.dtype)).realize()   # a buffer the jitted step reads
     # a generator per epoch: a resumed run draws exactly what a straight run does
     epoch_batches = batches(np.random.default_rng([args.seed, epoch]), args.shapes, args.views, args.res)
     losses = [workers.shared_step(step, helpers, parts, batch, T, lr) for batch in epoch_batches]
@@ -242,6 +249,11 @@ def device_error(e:Exception) -> str:
     return f"{name} found no NVIDIA GPU and driver ({why}): install the driver, or leave out {name}=1 / DEV={name}; {works_here}"
   return f"tinygrad cannot start {repr(DEV) or 'the default device'} ({why}); {works_here}"
 
+def check_device():   # a vectorised kernel compiled with the cache off: no driver, compiler or clang is one line, not a traceback
+  try:
+    with Context(CACHELEVEL=0): (Tensor.ones(64).contiguous() + 1).realize()
+  except Exception as e: fail(device_error(e))
+
 def kept(args) -> str:
   """What a run that fails after its start leaves behind."""
   if not os.path.isfile(checkpoint := args.eval or os.path.join(args.out, "model.safetensors")): return "no checkpoint was saved"
@@ -285,11 +297,7 @@ if __name__ == "__main__":
   if not args.eval and sum((need := memory_needed(args)).values()) > total:
     fail(f"--shapes {args.shapes} --res {args.res} --samples {args.samples} --views {args.views} need about {sum(need.values()):.0f} GiB of memory "
          f"({', '.join(f'{k} {v:.1f}' for k, v in need.items())}), more than the {total:.0f} GiB here: lower them")
-  # a vectorised kernel compiled with the cache off: a missing driver, compiler or clang, or a compiler that fails on
-  # vectors (DEV=CPU:LLVM with some libLLVM) is one line now, not a traceback in the first step
-  try:
-    with Context(CACHELEVEL=0): (Tensor.ones(64).contiguous() + 1).realize()
-  except Exception as e: fail(device_error(e))
+  check_device()
   if args.workers is None: args.workers = 2 if Device.DEFAULT == "CPU" else 1
   if args.workers > 1 and Device.DEFAULT != "CPU": fail(f"--workers above 1 is for the CPU device (processes share its memory), not {Device.DEFAULT}")
   try:

@@ -52,7 +52,7 @@ def shared_step(step:Callable, helpers:list, parts:list[np.ndarray], batch:tuple
   the temperature and the learning rate, this process steps on its own rows; the loss of the whole batch."""
   mine, *theirs = parts
   for conn, part in zip(helpers, theirs): conn.send((*(x[part] for x in batch), T, lr))
-  return step(*(Tensor(x[mine]) for x in batch), Tensor([T])).item()   # read now: the jit's next call overwrites it
+  return step(*(x[mine] for x in batch), T, lr).item()   # read now: the jit's next call overwrites it
 
 def call(helpers:list, model, data:dict, fn:Callable, *args) -> Callable:
   """fn(model, data, *args) in the first helper while this process goes on (its model is this one's: every update was the
@@ -81,9 +81,7 @@ def helper(setup:Callable, args, share:float, conn):
         try: conn.send(message[0](model, data, *message[1:]))
         except Exception as e: conn.send(e)   # e.g. the held-out shapes' evaluation failing: the main process raises it
         continue
-      shape, row, pick, T, lr = message
-      opt.lr.assign(Tensor([lr], dtype=opt.lr.dtype)).realize()
-      step(Tensor(shape), Tensor(row), Tensor(pick), Tensor([T]))
+      step(*message)   # shapes, rows, picks, T, lr
   except (EOFError, OSError): pass   # the main process has finished, failed or been killed
 
 def spawn(setup:Callable, args, shares:list[float]) -> list:

@@ -136,6 +136,10 @@ def test_unknown_and_renamed_devices(dev, words, tmp_path):
   out = run_train("--epochs", "1", *TINY, "--out", str(tmp_path / "out"), env=environ(DEV=dev))
   assert one_clear_line(out, *words) and "DEV=CLANG" not in out.stderr + out.stdout and "DEV=LLVM" not in out.stderr + out.stdout
 
+def test_bench_says_it_in_one_line_too():
+  out = subprocess.run([sys.executable, os.path.join(ROOT, "bench.py")], capture_output=True, text=True, cwd=ROOT, timeout=120, env=environ(DEV="NOSUCH"))
+  assert one_clear_line(out, "no device NOSUCH")
+
 def test_old_spellings_name_the_device(tmp_path):
   out = run_train("--epochs", "1", *TINY, "--out", str(tmp_path / "out"), env=environ(QCOM="1"))   # tinygrad 0.14 asserts on QCOM=1
   assert one_clear_line(out, "cannot start QCOM") and "deprecated" not in out.stderr

@@ -222,7 +222,7 @@ def test_every_parameter_gets_a_gradient():
   # very first step and flows from the second: every parameter must have moved after two
   model, _, step = tiny_step()
   before = [p.numpy().copy() for p in nn.state.get_parameters(model)]
-  for _ in range(2): step(*first_batch(), Tensor([0.05])).item()
+  for _ in range(2): step(*first_batch()).item()
   for p, old in zip(nn.state.get_parameters(model), before): assert np.abs(p.numpy() - old).max() > 0, p.shape
 
 # *** 3-D evaluation ***
@@ -288,8 +288,8 @@ def tiny_step(samples=8, views=1, **flags):
   opt = nn.optim.Adam(nn.state.get_parameters(model), lr=3e-3)
   return model, opt, train.make_step(model, opt, train.device_data(data, flags.get("supervise_3d", False)), samples, **flags)
 
-def first_batch(pick=None) -> tuple[Tensor, Tensor, Tensor]:
-  return Tensor(np.arange(3, dtype=np.int32)), Tensor(np.arange(3, dtype=np.int32)), Tensor(np.zeros((3, 16), np.int32) if pick is None else pick)
+def first_batch(pick=None, T=0.05, lr=3e-3) -> tuple:   # shapes, rows, picks, temperature, learning rate
+  return np.arange(3, dtype=np.int32), np.arange(3, dtype=np.int32), np.zeros((3, 16), np.int32) if pick is None else pick, T, lr
 
 def test_to_blocks_groups_pixels_of_a_block():
   x = np.arange(64).reshape(1, 8, 8)
@@ -307,35 +307,45 @@ def test_every_parameter_gets_a_gradient_with_all_flags():
   model, _, step = tiny_step(views=2, shading=1.0)
   model.symmetric = True
   before = [p.numpy().copy() for p in nn.state.get_parameters(model)]
-  for _ in range(3): step(*first_batch(), Tensor([0.05])).item()
+  for _ in range(3): step(*first_batch()).item()
   for p, old in zip(nn.state.get_parameters(model), before): assert np.abs(p.numpy() - old).max() > 0, p.shape
 
 def test_3d_supervised_step_lowers_loss():
   _, _, step = tiny_step(supervise_3d=True)
-  losses = [step(*first_batch(), Tensor([0.05])).item() for _ in range(12)]
+  losses = [step(*first_batch()).item() for _ in range(12)]
   assert np.mean(losses[-3:]) < losses[0]
 
 def test_jitted_step_lowers_loss():
   _, _, step = tiny_step()
-  rng, t = np.random.default_rng(0), Tensor([0.05])
-  losses = [step(*first_batch(rng.integers(0, 16, (3, 16), dtype=np.int32)), t).item() for _ in range(12)]   # replay from call 3
+  rng = np.random.default_rng(0)
+  losses = [step(*first_batch(rng.integers(0, 16, (3, 16), dtype=np.int32))).item() for _ in range(12)]   # replay from call 3
   assert np.mean(losses[-3:]) < losses[0]
 
 def test_replayed_step_equals_eager_steps():
   # the jitted Adam update reads the gradients where the gradient's replays write them: 5 steps (replays from the 3rd)
-  # on changing batches must move the parameters as 5 steps without the jit do
+  # on changing batches, temperatures and learning rates, written into the same buffers each step (train.copy_in), must
+  # move the parameters as 5 steps without the jit do; the last, at learning rate 0, must not move them
   rng, params = np.random.default_rng(0), []
-  picks = [rng.integers(0, 16, (3, 16), dtype=np.int32) for _ in range(5)]
+  batches = [first_batch(rng.integers(0, 16, (3, 16), dtype=np.int32), 0.05 - 0.01 * i, 3e-3 / (i + 1)) for i in range(4)]
   for jit in (1, 0):
     model, _, step = tiny_step()
     with Context(JIT=jit):
-      for pick in picks: step(*first_batch(pick), Tensor([0.05])).item()
+      for batch in batches: step(*batch).item()
+      before = [p.numpy() for p in nn.state.get_parameters(model)]
+      step(*first_batch(lr=0.0)).item()
     params.append([p.numpy() for p in nn.state.get_parameters(model)])
+    for a, b in zip(before, params[-1]): np.testing.assert_array_equal(a, b)
   for a, b in zip(*params): np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+def test_copy_in_fills_a_realised_tensor_in_place():
+  t = Tensor(np.zeros(5, np.float32)).realize()
+  buffer = t.uop.buffer
+  train.copy_in(t, np.arange(5.0))   # float64 in, float32 stored
+  assert t.uop.buffer is buffer and t.numpy().tolist() == [0, 1, 2, 3, 4]
 
 def test_checkpoint_round_trip(tmp_path):
   model, opt, step = tiny_step()
-  step(*first_batch(), Tensor([0.05]))
+  step(*first_batch())
   path = str(tmp_path / "model.safetensors")
   sdfsrn.save_checkpoint(path, model, opt, 7, dict(a=1), [0.5])
   fresh = tiny_model(seed=1)
