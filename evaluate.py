@@ -22,20 +22,28 @@ def log(message:str): print(message, flush=True)
 
 # *** silhouettes on full images ***
 
+def copy_in(t:Tensor, x:np.ndarray):
+  """x into realised t's buffer in place, once the device is idle. A new Tensor costs 2-5 ms of tinygrad's scheduler (it
+  walks every live tensor): the 4 a training step took were most of its 13 ms on an H200 (README, Benchmark, stop 19)."""
+  Device[t.device].synchronize()
+  t.uop.buffer.allocator._copyin(t.uop.buffer._buf, memoryview(np.ascontiguousarray(x, t.dtype.fmt)).cast("B"))
+
 def jit(fn):
-  """TinyJit(fn) replayed without device graphs (JIT=2): on an H200, tinygrad 0.14's CUDA graph refused a kernel of an
-  earlier version of these renders ("invalid argument"), and this is how the code since ran there; evaluation's kernels
-  are big enough that launching each alone costs nothing measurable (the same time on the CPU)."""
-  jitted = TinyJit(fn)
-  def call(*args):
-    with Context(JIT=2): return jitted(*args)
+  """TinyJit(fn) of numpy arrays of fixed shapes, copied into the same input buffers every call (copy_in), and replayed
+  without device graphs (JIT=2): on an H200, tinygrad 0.14's CUDA graph refused a kernel of an earlier version of these
+  renders ("invalid argument"); evaluation's kernels are big enough that launching each alone costs nothing measurable."""
+  jitted, inputs = TinyJit(fn), []
+  def call(*arrays:np.ndarray) -> Tensor:
+    if not inputs: inputs.extend(Tensor(x).realize() for x in arrays)
+    for t, x in zip(inputs, arrays): copy_in(t, x)
+    with Context(JIT=2): return jitted(*inputs)
   return call
 
 def chunked(fn, *arrays:np.ndarray) -> np.ndarray:
   """fn over arrays [V,...], CHUNK rows at a time under one jit (the last chunk padded: a jit replays fixed shapes)."""
   jitted, V, pad = jit(lambda *x: fn(*x).realize()), len(arrays[0]), -len(arrays[0]) % CHUNK
   arrays = [np.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1)) for x in arrays]
-  return np.concatenate([jitted(*(Tensor(x[i:i + CHUNK]) for x in arrays)).numpy() for i in range(0, V + pad, CHUNK)])[:V]
+  return np.concatenate([jitted(*(x[i:i + CHUNK] for x in arrays)).numpy() for i in range(0, V + pad, CHUNK)])[:V]
 
 def over_disc(render_fn, origin:np.ndarray, direction:np.ndarray, background:float) -> np.ndarray:
   """render_fn(directions [V,P',3]) -> [V,P',...] for the views' rays (origins [V,3], directions [V,P,3]), made [V,P,...]
@@ -114,7 +122,7 @@ def predicted_grids(model:SDFSRN, latent:np.ndarray) -> np.ndarray:
   jitted = jit(lambda latent, point: model.sdf(latent, point).realize())                           # [1,M] at points [1,M,3]
   def decode(z:np.ndarray, point:np.ndarray) -> np.ndarray:                                        # SDF [n] of latent z [L] at points [n,3]
     chunks = np.pad(point, ((0, -len(point) % M), (0, 0))).reshape(-1, 1, M, 3)
-    return np.concatenate([jitted(Tensor(z[None]), Tensor(p)).numpy()[0] for p in chunks])[:len(point)]
+    return np.concatenate([jitted(z[None], p).numpy()[0] for p in chunks])[:len(point)]
   cells = grid_points().reshape(B, C, B, C, B, C, 3).transpose(0, 2, 4, 1, 3, 5, 6).reshape(B ** 3, C ** 3, 3)   # [B^3,C^3,3] by block
   centres = cells.mean(1)                                                                           # [B^3,3]
   reach = MARGIN * np.sqrt(3) * (C - 1) / 2 * 2 * render.BOUND / GRID                               # MARGIN x centre to farthest cell

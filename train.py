@@ -64,12 +64,6 @@ def learning_rate(epoch:int, epochs:int) -> float:
 
 # *** training ***
 
-def copy_in(t:Tensor, x:np.ndarray):
-  """x into realised t's buffer in place, once the device is idle. A new Tensor costs 2-5 ms of tinygrad's scheduler (it
-  walks every live tensor): 4 a step were most of a step's 13 ms on an H200 (README, Benchmark, stop 19)."""
-  Device[t.device].synchronize()
-  t.uop.buffer.allocator._copyin(t.uop.buffer._buf, memoryview(np.ascontiguousarray(x, t.dtype.fmt)).cast("B"))
-
 def make_step(model:SDFSRN, opt:nn.optim.Optimizer, device:dict[str, Tensor], samples:int, shading:float=0.0, supervise_3d:bool=False,
               min_sdf=render.min_sdf, share:float=1.0, exchange=None, coarse:int=1):
   """The training step over data kept on the device (device_data): a jitted gradient, then a jitted Adam update. With
@@ -121,7 +115,7 @@ def make_step(model:SDFSRN, opt:nn.optim.Optimizer, device:dict[str, Tensor], sa
     the next step: a jit's output is overwritten by its next call)."""
     arrays = (shape, row, pick, np.array([T], np.float32), np.array([lr], np.float32))
     if not inputs: inputs.extend([*(Tensor(x).realize() for x in arrays[:4]), opt.lr.realize()])
-    for t, x in zip(inputs, arrays): copy_in(t, x)
+    for t, x in zip(inputs, arrays): evaluate.copy_in(t, x)
     loss, *gradients = gradient(*inputs[:4])
     if exchange is not None: exchange(loss, *gradients)
     for p, g in zip(opt.params, gradients): p.grad = g

@@ -323,7 +323,7 @@ def test_jitted_step_lowers_loss():
 
 def test_replayed_step_equals_eager_steps():
   # the jitted Adam update reads the gradients where the gradient's replays write them: 5 steps (replays from the 3rd)
-  # on changing batches, temperatures and learning rates, written into the same buffers each step (train.copy_in), must
+  # on changing batches, temperatures and learning rates, written into the same buffers each step (evaluate.copy_in), must
   # move the parameters as 5 steps without the jit do; the last, at learning rate 0, must not move them
   rng, params = np.random.default_rng(0), []
   batches = [first_batch(rng.integers(0, 16, (3, 16), dtype=np.int32), 0.05 - 0.01 * i, 3e-3 / (i + 1)) for i in range(4)]
@@ -340,7 +340,7 @@ def test_replayed_step_equals_eager_steps():
 def test_copy_in_fills_a_realised_tensor_in_place():
   t = Tensor(np.zeros(5, np.float32)).realize()
   buffer = t.uop.buffer
-  train.copy_in(t, np.arange(5.0))   # float64 in, float32 stored
+  evaluate.copy_in(t, np.arange(5.0))   # float64 in, float32 stored
   assert t.uop.buffer is buffer and t.numpy().tolist() == [0, 1, 2, 3, 4]
 
 def test_checkpoint_round_trip(tmp_path):
