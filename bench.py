@@ -33,8 +33,7 @@ class ConcatDecoder:
 def full_min_sdf(sdf_fn, origin:Tensor, direction:Tensor, depth:Tensor, sdf:Tensor) -> Tensor:
   return sdf_fn(render.at(origin, direction, depth)).min(-1)                               # [B,R] autograd through all N; sdf unused
 
-def measure(name:str, naive:bool=False, views:int=1, symmetric:bool=False, shading:float=0.0, supervise_3d:bool=False,
-            coarse:int=1) -> float:
+def measure(name:str, naive:bool=False, views:int=1, symmetric:bool=False, shading:float=0.0, supervise_3d:bool=False, coarse:int=1) -> float:
   data = shapes.make_dataset(train.SHAPES, train.RES, train.SEED, views=views)
   Tensor.manual_seed(0)
   model = SDFSRN(train.RES, symmetric=symmetric)
@@ -78,5 +77,4 @@ if __name__ == "__main__":
   if Device.DEFAULT == "CPU": print(f"speed-up of 2 processes (train.py's default here) over one: {fast / measure_workers(2):.2f}x")
   slow = measure("naive", naive=True)
   print(f"speed-up of the default step over the naive one: {slow / fast:.1f}x")
-  for flag, kwargs in FLAG_STEPS.items() if FLAGS else ():
-    print(f"{flag:>14}: {measure(flag, **kwargs) / fast:.2f}x the default step")
+  for flag, kwargs in FLAG_STEPS.items() if FLAGS else (): print(f"{flag:>14}: {measure(flag, **kwargs) / fast:.2f}x the default step")

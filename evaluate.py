@@ -22,11 +22,13 @@ def log(message:str): print(message, flush=True)
 
 # *** silhouettes on full images ***
 
-def copy_in(t:Tensor, x:np.ndarray):
-  """x into realised t's buffer in place, once the device is idle. A new Tensor costs 2-5 ms of tinygrad's scheduler (it
-  walks every live tensor): the 4 a training step took were most of its 13 ms on an H200 (README, Benchmark, stop 19)."""
-  Device[t.device].synchronize()
-  t.uop.buffer.allocator._copyin(t.uop.buffer._buf, memoryview(np.ascontiguousarray(x, t.dtype.fmt)).cast("B"))
+def copy_in(tensors:list[Tensor], arrays) -> list[Tensor]:
+  """Each array into its realised tensor's buffer in place, once the device is idle; the tensors. A new Tensor costs 2-5 ms
+  of tinygrad's scheduler (it walks every live tensor): the 4 a training step took were most of its 13 ms on an H200
+  (README, Benchmark, stop 19)."""
+  Device[tensors[0].device].synchronize()
+  for t, x in zip(tensors, arrays): t.uop.buffer.allocator._copyin(t.uop.buffer._buf, memoryview(np.ascontiguousarray(x, t.dtype.fmt)).cast("B"))
+  return tensors
 
 def jit(fn):
   """TinyJit(fn) of numpy arrays of fixed shapes, copied into the same input buffers every call (copy_in), and replayed
@@ -35,8 +37,7 @@ def jit(fn):
   jitted, inputs = TinyJit(fn), []
   def call(*arrays:np.ndarray) -> Tensor:
     if not inputs: inputs.extend(Tensor(x).realize() for x in arrays)
-    for t, x in zip(inputs, arrays): copy_in(t, x)
-    with Context(JIT=2): return jitted(*inputs)
+    with Context(JIT=2): return jitted(*copy_in(inputs, arrays))
   return call
 
 def chunked(fn, *arrays:np.ndarray) -> np.ndarray:
@@ -101,8 +102,7 @@ def held_out_data(res:int, seed:int, rotate:bool) -> dict: return shapes.make_da
 def held_out(model:SDFSRN, res:int, samples:int, seed:int, rotate:bool) -> tuple[dict, dict]:
   """The same metrics, named held_out_..., of HELD_OUT shapes never trained on (drawn with seed + 1, each seen once through
   its input image), to measure generalisation; and their data, for the turntable."""
-  data = held_out_data(res, seed, rotate)
-  metrics = score(model, data, samples, seed + 1, "held-out")[0]
+  metrics = score(model, data := held_out_data(res, seed, rotate), samples, seed + 1, "held-out")[0]
   return {f"held_out_{k}": v for k, v in metrics.items() if k != "novel_iou_per_shape"} | dict(held_out_shapes=HELD_OUT), data
 
 # *** 3-D evaluation: the shapes are analytic, so the true surface is known exactly ***
@@ -184,8 +184,7 @@ def evaluate_3d(pred_grid:np.ndarray, shape_list:list[dict], seed:int) -> tuple[
   return mean(rows), mean(base), meshes
 
 def save_obj(path:str, vertices:np.ndarray, faces:np.ndarray):
-  with open(path, "w") as f:
-    f.write("".join(f"v {x:.5f} {y:.5f} {z:.5f}\n" for x, y, z in vertices) + "".join(f"f {a + 1} {b + 1} {c + 1}\n" for a, b, c in faces))
+  with open(path, "w") as f: f.write("".join(f"v {x:.5f} {y:.5f} {z:.5f}\n" for x, y, z in vertices) + "".join(f"f {a + 1} {b + 1} {c + 1}\n" for a, b, c in faces))
 
 # *** a metric cheap enough for every checkpoint ***
 

@@ -22,8 +22,7 @@ FILL_THRESHOLD = 60                        # --image: the most a light backgroun
 def shaded_views(model:SDFSRN, latent:np.ndarray, poses:np.ndarray, res:int, samples:int) -> np.ndarray:
   """Lambert-shaded pictures [V,H,W,3] of the predicted shapes (latent [V,L]) from poses [V,2], lit as the input images are."""
   (origin, direction), light = shapes.view_rays(poses, res), shapes.world_lights(poses)
-  shade = lambda latent, origin, direction, light: render.shaded(lambda point: model.sdf(latent, point), origin.unsqueeze(1), direction,
-                                                                 light, samples)
+  shade = lambda latent, origin, direction, light: render.shaded(lambda point: model.sdf(latent, point), origin.unsqueeze(1), direction, light, samples)
   return over_disc(lambda direction: chunked(shade, latent, origin, direction, light), origin, direction, 0).reshape(len(poses), res, res, 3)
 
 def shaded_truth(shape:dict, poses:np.ndarray, res:int, samples:int) -> np.ndarray:

@@ -17,8 +17,9 @@ def tiled(x:Tensor, weight:Tensor, bias:Tensor|None=None, relu:bool=False, grad_
   """x @ weight (+ bias, then relu if asked): [...,I] x [I,O] -> [...,O], for a number of rows that 4 divides and an O
   that 8 divides. One kernel whose register tile (TILE) is set here rather than by tinygrad 0.14's heuristic, which
   reads both operands of a layer's x @ W.T along the sum and adds each of its 4x4 sums up from 4-wide dot products:
-  8 channels x 4 rows of sums, the channels in 256-bit vectors, made each hidden layer of the decoder 1.8x faster on
-  the CPU (19.9 -> 11.3 ms in a one-process default step; README, Benchmark). grad_fxn: its gradient, if needed."""
+  8 channels x 4 rows of sums made each hidden layer of the decoder 1.8x faster on the CPU (19.9 -> 11.3 ms in a
+  one-process default step; README, Benchmark), though clang still computes them in 128-bit vectors (tinygrad loads
+  at most 4 floats at once; README, stop 19). grad_fxn: its gradient, if needed."""
   def kernel(out:UOp, x:UOp, weight:UOp, *bias:UOp) -> UOp:
     out, x = out.reshape(-1, out.shape[-1]), x.reshape(-1, x.shape[-1])                            # [P,O], [P,I]
     i, o, k = UOp.range(out.shape[0], 0), UOp.range(out.shape[1], 1), UOp.range(x.shape[1], 2, AxisType.REDUCE)
@@ -131,8 +132,7 @@ def save_checkpoint(path:str, model:SDFSRN, opt:nn.optim.Optimizer, epoch:int, c
   for k, a in arrays.items():
     header[k] = dict(dtype=nn.state.inverse_safe_dtypes[state[k].dtype], shape=list(a.shape), data_offsets=[offset, offset + a.nbytes])
     offset += a.nbytes
-  text = json.dumps(header).encode()
-  text += b" " * (-len(text) % 8)                       # the data starts 8-aligned
+  text = json.dumps(header).encode(); text += b" " * (-len(text) % 8)   # the data starts 8-aligned
   try:
     with open(tmp, "wb") as f:
       f.write(len(text).to_bytes(8, "little") + text)
@@ -150,6 +150,5 @@ def read_metadata(path:str) -> tuple[int, dict, list[float]]:
 def load_checkpoint(path:str, model:SDFSRN, opt:nn.optim.Optimizer|None=None) -> tuple[int, dict, list[float]]:
   state = nn.state.safe_load(path)
   nn.state.load_state_dict(model, {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}, verbose=False)
-  if opt is not None:
-    nn.state.load_state_dict(opt, {k.removeprefix("adam."): v for k, v in state.items() if k.startswith("adam.")}, strict=False, verbose=False)
+  if opt is not None: nn.state.load_state_dict(opt, {k.removeprefix("adam."): v for k, v in state.items() if k.startswith("adam.")}, strict=False, verbose=False)
   return read_metadata(path)

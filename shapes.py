@@ -47,8 +47,7 @@ def intersect(shape:dict, origin:np.ndarray, direction:np.ndarray) -> tuple[np.n
   """Exact first hit of rays [P,3] with the shape: depth [P] (inf on a miss) and world normal [P,3]."""
   o, d, a = origin @ shape["rotation"], direction @ shape["rotation"], shape["size"]   # [P,3] local frame
   if shape["family"] == "box":   # slab test
-    with np.errstate(divide="ignore", invalid="ignore"):
-      t0, t1 = (-a - o) / d, (a - o) / d                                # [P,3]
+    with np.errstate(divide="ignore", invalid="ignore"): t0, t1 = (-a - o) / d, (a - o) / d   # [P,3]
     near, far = np.minimum(t0, t1).max(-1), np.maximum(t0, t1).min(-1)  # [P]
     depth = np.where((near <= far) & (far > 0), near, np.inf)
     local = o + np.where(np.isfinite(depth), depth, 0)[:, None] * d

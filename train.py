@@ -115,8 +115,7 @@ def make_step(model:SDFSRN, opt:nn.optim.Optimizer, device:dict[str, Tensor], sa
     the next step: a jit's output is overwritten by its next call)."""
     arrays = (shape, row, pick, np.array([T], np.float32), np.array([lr], np.float32))
     if not inputs: inputs.extend([*(Tensor(x).realize() for x in arrays[:4]), opt.lr.realize()])
-    for t, x in zip(inputs, arrays): evaluate.copy_in(t, x)
-    loss, *gradients = gradient(*inputs[:4])
+    loss, *gradients = gradient(*evaluate.copy_in(inputs, arrays)[:4])
     if exchange is not None: exchange(loss, *gradients)
     for p, g in zip(opt.params, gradients): p.grad = g
     update()
@@ -174,8 +173,7 @@ def train(args):
     losses = [workers.shared_step(step, helpers, parts, batch, T, lr) for batch in epoch_batches]
     history.append(sum(losses) / len(losses))
     bar.set_description(f"loss {history[-1]:.4f} T {T:.3f}")
-    if not math.isfinite(history[-1]):
-      fail(f"loss became {history[-1]} in epoch {epoch + 1}; the last good checkpoint ({checkpoint}) is untouched")
+    if not math.isfinite(history[-1]): fail(f"loss became {history[-1]} in epoch {epoch + 1}; the last good checkpoint ({checkpoint}) is untouched")
     due = (epoch + 1) % FIGURE_EVERY == 0 or epoch + 1 == args.epochs
     if due or interrupted: save_checkpoint(checkpoint, model, opt, epoch + 1, config(args), history)
     if interrupted: sys.exit(f"interrupted: saved epoch {epoch + 1} to {checkpoint}; continue with the same flags and --resume")
@@ -207,8 +205,7 @@ def make_out(path:str):
   except OSError as e: fail(f"cannot write to {path}: {e}")
   try: fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
   except BlockingIOError: fail(f"another run (pid {os.read(lock, 20).decode() or '?'}) is writing to {path}: wait for it, or pick another --out")
-  os.ftruncate(lock, 0)
-  os.write(lock, str(os.getpid()).encode())
+  os.ftruncate(lock, 0); os.write(lock, str(os.getpid()).encode())
 
 def memory_needed(args) -> dict[str, float]:
   """GiB a training run holds at its peak, roughly, by part: the datasets and their rays (host and device), the encoder's
@@ -239,8 +236,7 @@ def device_error(e:Exception) -> str:
     return f"Metal runs only on macOS and this is {platform.system()}: leave out METAL=1 / DEV=METAL; {works_here}"
   if name == "NV" and isinstance(e, StopIteration):   # the GPU's compute class is not in tinygrad 0.14's list (seen on an H200)
     return "tinygrad 0.14's NV device drives Ampere, Ada and Blackwell GPUs, not this one (Hopper: H100, H200): use DEV=CUDA"
-  if name in ("CUDA", "NV"):
-    return f"{name} found no NVIDIA GPU and driver ({why}): install the driver, or leave out {name}=1 / DEV={name}; {works_here}"
+  if name in ("CUDA", "NV"): return f"{name} found no NVIDIA GPU and driver ({why}): install the driver, or leave out {name}=1 / DEV={name}; {works_here}"
   return f"tinygrad cannot start {repr(DEV) or 'the default device'} ({why}); {works_here}"
 
 def check_device():   # a vectorised kernel compiled with the cache off: no driver, compiler or clang is one line, not a traceback
@@ -274,11 +270,9 @@ if __name__ == "__main__":
   parser.add_argument("--eval", metavar="CKPT", help="evaluate a checkpoint, print its metrics as JSON, train nothing")
   parser.add_argument("--image", help="with --eval: reconstruct this image instead; writes its views and mesh to --out")
   args = parser.parse_args()
-  if args.epochs < 1 or args.shapes < 1 or args.samples < 2 or args.views < 1:
-    parser.error("--epochs, --shapes, --views must be >= 1 and --samples >= 2")
+  if args.epochs < 1 or args.shapes < 1 or args.samples < 2 or args.views < 1: parser.error("--epochs, --shapes, --views must be >= 1 and --samples >= 2")
   if args.res < 16 or args.res % 16: parser.error("--res must be a multiple of 16 (four stride-2 convolutions and 4x4 ray blocks)")
-  if args.symmetric and args.rotate:
-    parser.error("--symmetric assumes shapes mirror-symmetric about the coordinate planes; rotated shapes (--rotate) are not")
+  if args.symmetric and args.rotate: parser.error("--symmetric assumes shapes mirror-symmetric about the coordinate planes; rotated shapes (--rotate) are not")
   if args.seed < 0: parser.error("--seed must be >= 0 (numpy's generators take no negative seeds)")
   if args.workers is not None and args.workers < 1: parser.error("--workers must be >= 1")
   if not 0 <= args.shading < math.inf: parser.error("--shading WEIGHT must be a finite number >= 0")

@@ -57,9 +57,7 @@ def shared_step(step:Callable, helpers:list, parts:list[np.ndarray], batch:tuple
 def call(helpers:list, model, data:dict, fn:Callable, *args) -> Callable:
   """fn(model, data, *args) in the first helper while this process goes on (its model is this one's: every update was the
   same), or here and now without one; returns the function that waits for the result."""
-  if not helpers:
-    result = fn(model, data, *args)
-    return lambda: result
+  if not helpers: result = fn(model, data, *args); return lambda: result
   helpers[0].send((fn, *args))
   def result():
     out = receive(helpers[0], array=False)

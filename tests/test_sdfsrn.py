@@ -340,7 +340,7 @@ def test_replayed_step_equals_eager_steps():
 def test_copy_in_fills_a_realised_tensor_in_place():
   t = Tensor(np.zeros(5, np.float32)).realize()
   buffer = t.uop.buffer
-  evaluate.copy_in(t, np.arange(5.0))   # float64 in, float32 stored
+  evaluate.copy_in([t], [np.arange(5.0)])   # float64 in, float32 stored
   assert t.uop.buffer is buffer and t.numpy().tolist() == [0, 1, 2, 3, 4]
 
 def test_checkpoint_round_trip(tmp_path):
