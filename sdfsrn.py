@@ -11,21 +11,25 @@ from tinygrad.uop.ops import AxisType, KernelInfo, Ops
 LATENT = 128
 WIDTH = 64
 INIT_RADIUS = 0.5   # the decoder starts as the SDF of a sphere of this radius
-TILE = (Opt(OptOps.UPCAST, 1, 8), Opt(OptOps.UPCAST, 0, 4))   # tiled() on the CPU: 8 output channels x 4 rows at a time
+TILE = (8, 4)       # tiled() on the CPU: 8 output channels x 4 rows at a time
 
-def tiled(x:Tensor, weight:Tensor, bias:Tensor|None=None, relu:bool=False, grad_fxn=None) -> Tensor:
-  """x @ weight (+ bias, then relu if asked): [...,I] x [I,O] -> [...,O], for a number of rows that 4 divides and an O
-  that 8 divides. One kernel whose register tile (TILE) is set here rather than by tinygrad 0.14's heuristic, which
+def tiled(x:Tensor, weight:Tensor, bias:Tensor|None=None, relu:bool=False, grad_fxn=None, rows:int=TILE[1], transposed:bool=False) -> Tensor:
+  """x @ weight (+ bias, then relu if asked): [...,I] x [I,O] -> [...,O], for a number of rows that `rows` divides and an
+  O that 8 divides. One kernel whose register tile (TILE) is set here rather than by tinygrad 0.14's heuristic, which
   reads both operands of a layer's x @ W.T along the sum and adds each of its 4x4 sums up from 4-wide dot products:
   8 channels x 4 rows of sums made each hidden layer of the decoder 1.8x faster on the CPU (19.9 -> 11.3 ms in a
   one-process default step; README, Benchmark), though clang still computes them in 128-bit vectors (tinygrad loads
-  at most 4 floats at once; README, stop 19). grad_fxn: its gradient, if needed."""
+  at most 4 floats at once; README, stop 19). transposed: weight is [O,I] as nn.Linear keeps it, for a few rows (the
+  encoder's fully connected layers): 4 outputs x all the rows at a time, each reading its row of weight 4 floats at a
+  time, so the weight is read once, not once per row. grad_fxn: its gradient, if needed."""
   def kernel(out:UOp, x:UOp, weight:UOp, *bias:UOp) -> UOp:
     out, x = out.reshape(-1, out.shape[-1]), x.reshape(-1, x.shape[-1])                            # [P,O], [P,I]
     i, o, k = UOp.range(out.shape[0], 0), UOp.range(out.shape[1], 1), UOp.range(x.shape[1], 2, AxisType.REDUCE)
-    y = (x[i, k] * weight[k, o]).reduce(k, arg=Ops.ADD) + (bias[0][o] if bias else 0.0)
-    return out[i, o].store(y.maximum(0.0) if relu else y).end(i, o).sink(arg=KernelInfo(name=f"tiled_{x.shape[1]}_{out.shape[1]}", opts_to_apply=TILE))
-  out = Tensor.empty(*x.shape[:-1], weight.shape[1], device=x.device)                                 # [...,O]
+    y = (x[i, k] * (weight[o, k] if transposed else weight[k, o])).reduce(k, arg=Ops.ADD) + (bias[0][o] if bias else 0.0)
+    tile = (Opt(OptOps.UPCAST, 1, 4), Opt(OptOps.UNROLL, 0, 4)) if transposed else (Opt(OptOps.UPCAST, 1, TILE[0]),)
+    tile += (Opt(OptOps.UPCAST, 0, rows),) if rows > 1 else ()
+    return out[i, o].store(y.maximum(0.0) if relu else y).end(i, o).sink(arg=KernelInfo(name=f"tiled_{x.shape[1]}_{out.shape[1]}", opts_to_apply=tile))
+  out = Tensor.empty(*x.shape[:-1], weight.shape[0 if transposed else 1], device=x.device)           # [...,O]
   return out.custom_kernel(x, weight, *([] if bias is None else [bias]), fxn=kernel, grad_fxn=grad_fxn)[0]
 
 def zeros(out:UOp, *_:UOp) -> UOp:   # a custom kernel that writes zeros: conv2x2 adds it to give its input a gradient
@@ -39,14 +43,18 @@ def conv2x2(conv:nn.Conv2d, x:Tensor) -> Tensor:
   B, C, H, W = x.shape
   patch = x.reshape(B, C, H // 2, 2, W // 2, 2).permute(0, 2, 4, 1, 3, 5).reshape(B, H // 2, W // 2, C * 4)   # [B,H/2,W/2,4C]
   weight = conv.weight.reshape(conv.weight.shape[0], -1)                                                      # [O,4C]
-  if not x.device.startswith("CPU") or C % 2 or B * H * W // 4 % 4: return patch.linear(weight.T, conv.bias).permute(0, 3, 1, 2)
-  # On the CPU the patches' gradient g @ weight is tiled()'s kernel (tinygrad's, reading g across the channels-first
-  # layout, ran at 3 GFLOP/s): the product sees the patches detached, and zeros carrying that gradient are added. The
-  # gradient at the output is realised first (contiguous_backward): otherwise the layer after fuses into it a kernel
-  # with a slow loop order. A one-process default step: 86.4 -> 74.6 ms on 5 images, 154.4 -> 150.4 ms on 10.
-  grad = lambda g, call: (None, tiled(Tensor(g).reshape(-1, weight.shape[0]), weight).reshape(patch.shape).uop)
-  carrier = Tensor.empty(*patch.shape[:-1], weight.shape[0], device=x.device).custom_kernel(patch, fxn=zeros, grad_fxn=grad)[0]
-  return (patch.detach().linear(weight.T, conv.bias) + carrier).permute(0, 3, 1, 2).contiguous_backward()   # [B,O,H/2,W/2]
+  if not x.device.startswith("CPU") or B * H * W // 4 % 4: return patch.linear(weight.T, conv.bias).permute(0, 3, 1, 2)
+  # On the CPU both gradients of the product are tiled()'s kernel: the weight's patch.T @ g (tinygrad's: 1-11 GFLOP/s)
+  # and, where 8 divides the 4C columns, the patches' g @ weight (tinygrad's, reading g across the channels-first layout,
+  # ran at 3 GFLOP/s; the first layer's, 3 channels, is never needed). The product sees the patches and the weight
+  # detached, and zeros carrying those gradients are added. The gradient at the output is realised first
+  # (contiguous_backward): otherwise the layer after fuses into it a kernel with a slow loop order.
+  def grad(g:UOp, call:UOp) -> tuple:
+    g, flat = Tensor(g).reshape(-1, weight.shape[0]), patch.reshape(-1, patch.shape[-1])                     # [P,O], [P,4C]
+    into_patch = g @ weight if C % 2 else tiled(g, weight)                                                    # [P,4C]
+    return None, into_patch.reshape(patch.shape).uop, tiled(flat.T.contiguous(), g).T.contiguous().uop        # [O,4C] in its own buffer (workers.host)
+  carrier = Tensor.empty(*patch.shape[:-1], weight.shape[0], device=x.device).custom_kernel(patch, weight, fxn=zeros, grad_fxn=grad)[0]
+  return (patch.detach().linear(weight.detach().T, conv.bias) + carrier).permute(0, 3, 1, 2).contiguous_backward()   # [B,O,H/2,W/2]
 
 def dense(layer:nn.Linear, x:Tensor, relu:bool) -> Tensor:
   """layer(x.contiguous()), then relu if asked, else realised: [...,I] -> [...,O], for a number of points that 4 divides
@@ -58,9 +66,21 @@ def dense(layer:nn.Linear, x:Tensor, relu:bool) -> Tensor:
     x, weight, bias = (Tensor(u) for u in call.src[2:])
     flat, g = x.reshape(-1, x.shape[-1]), Tensor(g).reshape(-1, weight.shape[1])                   # [P,I], [P,O]
     if relu: g = g * ((flat @ weight + bias) > 0)
-    # (g.T @ flat).T: the layer's [O,I] weight then gets g.T @ flat in a buffer of its own, not a transposed view (workers.host)
-    return None, (g @ weight.T).reshape(x.shape).uop, (g.T @ flat).T.uop, g.sum(0).uop
+    # the layer's [O,I] weight gets g.T @ flat in a buffer of its own, not a transposed view (workers.host)
+    return None, (g @ weight.T).reshape(x.shape).uop, tiled(g.T.contiguous(), flat).T.uop, g.sum(0).uop
   return tiled(x, layer.weight.T.contiguous(), layer.bias, relu, grad)
+
+def linear(layer:nn.Linear, x:Tensor) -> Tensor:
+  """layer(x) for a few rows [B,I] -> [B,O] (the encoder's fully connected layers). On the CPU the product and its
+  input gradient g @ weight are tiled()'s kernels, over all B rows (or the largest divisor of B up to 8) at a time:
+  tinygrad's read the 4 MB weight of the first layer once per row, and its input gradient over rows of 4096 floats ran
+  at 2 GFLOP/s (on 5 images that layer's forward and backward took 3.7 ms -> 2.0; on 10, 15.9 -> 4.1)."""
+  if not x.device.startswith("CPU") or x.shape[0] == 1: return layer(x)   # one row: no row axis for the tile to count on
+  rows = max(d for d in range(1, 9) if x.shape[0] % d == 0)
+  def grad(g:UOp, call:UOp) -> tuple:
+    x, weight, g = Tensor(call.src[2]), Tensor(call.src[3]), Tensor(g)                               # [B,I], [O,I], [B,O]
+    return None, tiled(g, weight, rows=rows).uop, (g.T @ x).uop
+  return tiled(x, layer.weight, rows=rows, transposed=True, grad_fxn=grad) + layer.bias
 
 class Encoder:
   """Four stride-2 convolutions (3->32->64->128->256) and two fully connected layers: [B,3,H,W] -> [B,L]."""
@@ -70,7 +90,7 @@ class Encoder:
   def __call__(self, image:Tensor) -> Tensor:
     x = image
     for conv in self.convs: x = conv2x2(conv, x).relu()                                 # [B,3,H,W] -> [B,256,H/16,W/16]
-    return x.flatten(1).sequential(self.layers)                                         # [B,L]
+    return linear(self.layers[2], self.layers[1](linear(self.layers[0], x.flatten(1))))   # [B,L]
 
 class Decoder:
   """DeepSDF's five linear layers on [latent, xyz], the third re-reading [latent, xyz] (the skip). A linear layer on a

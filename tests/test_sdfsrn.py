@@ -186,6 +186,15 @@ def test_patch_convolution_equals_conv2d(channels):
     np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)
   np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-5, atol=1e-6)
 
+@pytest.mark.parametrize("rows", [3, 10])   # 3: all rows at a time; 10: 5 at a time
+def test_encoder_linear_equals_nn_linear(rows):
+  layer, x = nn.Linear(64, 16), Tensor.randn(rows, 64).realize()
+  ours, theirs, wrt = sdfsrn.linear(layer, x), layer(x), [x, layer.weight, layer.bias]
+  cotangent = Tensor.randn(*theirs.shape).realize()
+  for a, b in zip((ours * cotangent).sum().gradient(*wrt), (theirs * cotangent).sum().gradient(*wrt)):
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-5, atol=1e-5)
+
 def test_latent_precompute_equals_concatenation():
   # the same function and gradients: bench.ConcatDecoder uses tinygrad's own linear layers, so this also checks
   # sdfsrn.dense's kernel and its gradient on the CPU. [2,5,7] points: 35 per shape, which the decoder pads to 48
