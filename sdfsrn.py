@@ -14,20 +14,19 @@ INIT_RADIUS = 0.5   # the decoder starts as the SDF of a sphere of this radius
 TILE = (8, 4)       # tiled() on the CPU: 8 output channels x 4 rows at a time
 
 def tiled(x:Tensor, weight:Tensor, bias:Tensor|None=None, relu:bool=False, grad_fxn=None, rows:int=TILE[1], transposed:bool=False) -> Tensor:
-  """x @ weight (+ bias, then relu if asked): [...,I] x [I,O] -> [...,O], for a number of rows that `rows` divides and an
-  O that 8 divides. One kernel whose register tile (TILE) is set here rather than by tinygrad 0.14's heuristic, which
-  reads both operands of a layer's x @ W.T along the sum and adds each of its 4x4 sums up from 4-wide dot products:
-  8 channels x 4 rows of sums made each hidden layer of the decoder 1.8x faster on the CPU (19.9 -> 11.3 ms in a
-  one-process default step; README, Benchmark), though clang still computes them in 128-bit vectors (tinygrad loads
-  at most 4 floats at once; README, stop 19). transposed: weight is [O,I] as nn.Linear keeps it, for a few rows (the
-  encoder's fully connected layers): 4 outputs x all the rows at a time, each reading its row of weight 4 floats at a
-  time, so the weight is read once, not once per row. grad_fxn: its gradient, if needed."""
+  """x @ weight (+ bias, then relu if asked): [...,I] x [I,O] -> [...,O], for a number of rows that `rows` (2 to 16)
+  divides and an O that 8 divides (transposed: 4). One kernel whose register tile (TILE) is set here rather than by
+  tinygrad 0.14's heuristic, which reads both operands of a layer's x @ W.T along the sum and adds each of its 4x4 sums
+  up from 4-wide dot products: 8 channels x 4 rows of sums made each hidden layer of the decoder 1.8x faster on the CPU
+  (19.9 -> 11.3 ms in a one-process default step; README, Benchmark), though clang still computes them in 128-bit
+  vectors (tinygrad loads at most 4 floats at once; README, stops 19 and 20). transposed: weight is [O,I] as nn.Linear
+  keeps it, for a few rows (the encoder's fully connected layers): 4 outputs x all the rows at a time, each reading its
+  row of weight 4 floats at a time, so the weight is read once, not once per row. grad_fxn: its gradient, if needed."""
   def kernel(out:UOp, x:UOp, weight:UOp, *bias:UOp) -> UOp:
     out, x = out.reshape(-1, out.shape[-1]), x.reshape(-1, x.shape[-1])                            # [P,O], [P,I]
     i, o, k = UOp.range(out.shape[0], 0), UOp.range(out.shape[1], 1), UOp.range(x.shape[1], 2, AxisType.REDUCE)
     y = (x[i, k] * (weight[o, k] if transposed else weight[k, o])).reduce(k, arg=Ops.ADD) + (bias[0][o] if bias else 0.0)
-    tile = (Opt(OptOps.UPCAST, 1, 4), Opt(OptOps.UNROLL, 0, 4)) if transposed else (Opt(OptOps.UPCAST, 1, TILE[0]),)
-    tile += (Opt(OptOps.UPCAST, 0, rows),) if rows > 1 else ()
+    tile = ((Opt(OptOps.UPCAST, 1, 4), Opt(OptOps.UNROLL, 0, 4)) if transposed else (Opt(OptOps.UPCAST, 1, TILE[0]),)) + (Opt(OptOps.UPCAST, 0, rows),)
     return out[i, o].store(y.maximum(0.0) if relu else y).end(i, o).sink(arg=KernelInfo(name=f"tiled_{x.shape[1]}_{out.shape[1]}", opts_to_apply=tile))
   out = Tensor.empty(*x.shape[:-1], weight.shape[0 if transposed else 1], device=x.device)           # [...,O]
   return out.custom_kernel(x, weight, *([] if bias is None else [bias]), fxn=kernel, grad_fxn=grad_fxn)[0]
@@ -51,16 +50,16 @@ def conv2x2(conv:nn.Conv2d, x:Tensor) -> Tensor:
   # (contiguous_backward): otherwise the layer after fuses into it a kernel with a slow loop order.
   def grad(g:UOp, call:UOp) -> tuple:
     g, flat = Tensor(g).reshape(-1, weight.shape[0]), patch.reshape(-1, patch.shape[-1])                     # [P,O], [P,4C]
-    into_patch = g @ weight if C % 2 else tiled(g, weight)                                                    # [P,4C]
-    return None, into_patch.reshape(patch.shape).uop, tiled(flat.T.contiguous(), g).T.contiguous().uop        # [O,4C] in its own buffer (workers.host)
+    # the weight's [O,4C] in a buffer of its own, not a transposed view (workers.host)
+    return None, (g @ weight if C % 2 else tiled(g, weight)).reshape(patch.shape).uop, tiled(flat.T.contiguous(), g).T.contiguous().uop
   carrier = Tensor.empty(*patch.shape[:-1], weight.shape[0], device=x.device).custom_kernel(patch, weight, fxn=zeros, grad_fxn=grad)[0]
   return (patch.detach().linear(weight.detach().T, conv.bias) + carrier).permute(0, 3, 1, 2).contiguous_backward()   # [B,O,H/2,W/2]
 
 def dense(layer:nn.Linear, x:Tensor, relu:bool) -> Tensor:
   """layer(x.contiguous()), then relu if asked, else realised: [...,I] -> [...,O], for a number of points that 4 divides
   (the decoder pads them). On the CPU tiled(), with the weight transposed, [I,O], so 8 output channels are adjacent.
-  Other devices keep tinygrad's own kernels (tensor cores on NVIDIA). The gradient (grad) is tinygrad's operations; it
-  recomputes the sum before the relu for its mask."""
+  Other devices keep tinygrad's own kernels (tensor cores on NVIDIA). The gradient (grad) is tinygrad's operations but
+  for the weight's, tiled() again; it recomputes the sum before the relu for its mask."""
   if not x.device.startswith("CPU"): return layer(x.contiguous()).relu() if relu else layer(x.contiguous()).contiguous()
   def grad(g:UOp, call:UOp) -> tuple:
     x, weight, bias = (Tensor(u) for u in call.src[2:])
@@ -75,11 +74,9 @@ def linear(layer:nn.Linear, x:Tensor) -> Tensor:
   input gradient g @ weight are tiled()'s kernels, over all B rows (or the largest divisor of B up to 8) at a time:
   tinygrad's read the 4 MB weight of the first layer once per row, and its input gradient over rows of 4096 floats ran
   at 2 GFLOP/s (on 5 images that layer's forward and backward took 3.7 ms -> 2.0; on 10, 15.9 -> 4.1)."""
-  if not x.device.startswith("CPU") or x.shape[0] == 1: return layer(x)   # one row: no row axis for the tile to count on
   rows = max(d for d in range(1, 9) if x.shape[0] % d == 0)
-  def grad(g:UOp, call:UOp) -> tuple:
-    x, weight, g = Tensor(call.src[2]), Tensor(call.src[3]), Tensor(g)                               # [B,I], [O,I], [B,O]
-    return None, tiled(g, weight, rows=rows).uop, (g.T @ x).uop
+  if not x.device.startswith("CPU") or rows == 1: return layer(x)   # e.g. one row: no row axis for the tile to upcast
+  grad = lambda g, call: (None, tiled(Tensor(g), layer.weight, rows=rows).uop, (Tensor(g).T @ x).uop)   # g [B,O]
   return tiled(x, layer.weight, rows=rows, transposed=True, grad_fxn=grad) + layer.bias
 
 class Encoder:

@@ -8,6 +8,7 @@ import multiprocessing, os, signal
 from typing import Callable
 import numpy as np
 from tinygrad import Tensor
+from tinygrad.helpers import PARALLEL
 from sdfsrn import load_checkpoint
 
 def parts(batch:int, workers:int) -> list[np.ndarray]:
@@ -86,6 +87,9 @@ def spawn(setup:Callable, args, shares:list[float]) -> list:
   """Pipes to one helper process per share, started fresh (spawn: tinygrad's state is not forked); they end with the
   main process."""
   pipes, context = [], multiprocessing.get_context("spawn")
+  # helpers compile their kernels themselves (tinygrad gives a daemon process no compile pool); so does this process:
+  # with helpers on the other cores a pool only competes (first step of 2 processes 23.7-25.5 s with one, 17.5-17.7 without)
+  if shares: PARALLEL.value = 0
   # Ctrl-C is the main process's (it finishes the epoch and saves): helpers start with SIGINT ignored, which Python keeps
   handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
   for share in shares:
