@@ -71,9 +71,10 @@ def dense(layer:nn.Linear, x:Tensor, relu:bool) -> Tensor:
 
 def linear(layer:nn.Linear, x:Tensor) -> Tensor:
   """layer(x) for a few rows [B,I] -> [B,O] (the encoder's fully connected layers). On the CPU the product and its
-  input gradient g @ weight are tiled()'s kernels, over all B rows (or the largest divisor of B up to 8) at a time:
-  tinygrad's read the 4 MB weight of the first layer once per row, and its input gradient over rows of 4096 floats ran
-  at 2 GFLOP/s (on 5 images that layer's forward and backward took 3.7 ms -> 2.0; on 10, 15.9 -> 4.1)."""
+  input gradient g @ weight are tiled()'s kernels, over the largest divisor of B up to 8 rows at a time (tinygrad's
+  layer where that is 1): tinygrad's read the 4 MB weight of the first layer once per row, and its input gradient
+  over rows of 4096 floats ran at 2 GFLOP/s (on 5 images that layer's forward and backward took 3.7 ms -> 2.0; on 10,
+  15.9 -> 4.1)."""
   rows = max(d for d in range(1, 9) if x.shape[0] % d == 0)
   if not x.device.startswith("CPU") or rows == 1: return layer(x)   # e.g. one row: no row axis for the tile to upcast
   grad = lambda g, call: (None, tiled(Tensor(g), layer.weight, rows=rows).uop, (Tensor(g).T @ x).uop)   # g [B,O]
