@@ -23,17 +23,15 @@ def log(message:str): print(message, flush=True)
 # *** silhouettes on full images ***
 
 def copy_in(tensors:list[Tensor], arrays) -> list[Tensor]:
-  """Each array into its realised tensor's buffer in place, once the device is idle; the tensors. A new Tensor costs 2-5 ms
-  of tinygrad's scheduler (it walks every live tensor): the 4 a training step took were most of its 13 ms on an H200
-  (README, Benchmark, stop 19)."""
+  """Each array into its realised tensor's buffer in place, once the device is idle; the tensors. A new Tensor costs 2-5
+  ms of tinygrad's scheduler (it walks every live tensor; README, Benchmark, stop 19)."""
   Device[tensors[0].device].synchronize()
   for t, x in zip(tensors, arrays): t.uop.buffer.allocator._copyin(t.uop.buffer._buf, memoryview(np.ascontiguousarray(x, t.dtype.fmt)).cast("B"))
   return tensors
 
 def jit(fn):
-  """TinyJit(fn) of numpy arrays of fixed shapes, copied into the same input buffers every call (copy_in), and replayed
-  without device graphs (JIT=2): on an H200, tinygrad 0.14's CUDA graph refused a kernel of an earlier version of these
-  renders ("invalid argument"); evaluation's kernels are big enough that launching each alone costs nothing measurable."""
+  """TinyJit(fn) of numpy arrays of fixed shapes, copied into the same input buffers every call (copy_in), replayed
+  without device graphs (JIT=2): an H200's CUDA graph refused an earlier render's kernel, and these kernels are big."""
   jitted, inputs = TinyJit(fn), []
   def call(*arrays:np.ndarray) -> Tensor:
     if not inputs: inputs.extend(Tensor(x).realize() for x in arrays)
@@ -112,12 +110,10 @@ def grid_points() -> np.ndarray:
   return np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), -1).astype(np.float32)             # [G,G,G,3]
 
 def predicted_grids(model:SDFSRN, latent:np.ndarray) -> np.ndarray:
-  """The decoder's SDF on the grid for each latent [S,L] -> [S,G,G,G], coarse to fine: first at the centre of every block
-  of COARSE^3 cells, then at each cell of the blocks whose centre is within MARGIN times its farthest cell of the surface;
-  the other cells take their block's value. A distance changes by at most the distance moved, so those cells have their
-  block's sign; a learned SDF is no exact distance, but changed at most 1.9 times as fast on trained checkpoints, and
-  MARGIN = 3 keeps the sign up to 3 and the mesh's cells exact up to 1.8 (tests check it): the same volumetric IoU and
-  meshes as the whole grid (also seen on 80 shapes of two trained runs) for about half the time."""
+  """The decoder's SDF on the grid for each latent [S,L] -> [S,G,G,G], coarse to fine: at the centre of every block of
+  COARSE^3 cells, then at each cell of the blocks whose centre is within MARGIN times its farthest cell of the surface;
+  the others take their block's value, which has their sign if the SDF changes at most MARGIN times as fast as a
+  distance (a trained one: at most 1.9; tests check it). The same IoU and meshes as the whole grid in half the time."""
   B, C, M = GRID // COARSE, COARSE, (GRID // COARSE) ** 3                                           # blocks a side, cells a block side, points a call
   jitted = jit(lambda latent, point: model.sdf(latent, point).realize())                           # [1,M] at points [1,M,3]
   def decode(z:np.ndarray, point:np.ndarray) -> np.ndarray:                                        # SDF [n] of latent z [L] at points [n,3]

@@ -14,14 +14,10 @@ INIT_RADIUS = 0.5   # the decoder starts as the SDF of a sphere of this radius
 TILE = (8, 4)       # tiled() on the CPU: 8 output channels x 4 rows at a time
 
 def tiled(x:Tensor, weight:Tensor, bias:Tensor|None=None, relu:bool=False, grad_fxn=None, rows:int=TILE[1], transposed:bool=False) -> Tensor:
-  """x @ weight (+ bias, then relu if asked): [...,I] x [I,O] -> [...,O], for a number of rows that `rows` (2 to 16)
-  divides and an O that 8 divides (transposed: 4). One kernel whose register tile (TILE) is set here rather than by
-  tinygrad 0.14's heuristic, which reads both operands of a layer's x @ W.T along the sum and adds each of its 4x4 sums
-  up from 4-wide dot products: 8 channels x 4 rows of sums made each hidden layer of the decoder 1.8x faster on the CPU
-  (19.9 -> 11.3 ms in a one-process default step; README, Benchmark), though clang still computes them in 128-bit
-  vectors (tinygrad loads at most 4 floats at once; README, stops 19 and 20). transposed: weight is [O,I] as nn.Linear
-  keeps it, for a few rows (the encoder's fully connected layers): 4 outputs x all the rows at a time, each reading its
-  row of weight 4 floats at a time, so the weight is read once, not once per row. grad_fxn: its gradient, if needed."""
+  """x @ weight (+ bias, then relu if asked): [...,I] x [I,O] -> [...,O] in one kernel whose register tile is set here,
+  not by tinygrad 0.14's heuristic (1.8x faster hidden layers; README, Benchmark): TILE[0] output channels x `rows` rows
+  (2 to 16, dividing the rows); 8 must divide O. transposed: weight [O,I] as nn.Linear keeps it, for a few rows: 4
+  outputs (4 must divide O) x `rows` rows, the sum unrolled by 4, so the weight is read once. grad_fxn: its gradient."""
   def kernel(out:UOp, x:UOp, weight:UOp, *bias:UOp) -> UOp:
     out, x = out.reshape(-1, out.shape[-1]), x.reshape(-1, x.shape[-1])                            # [P,O], [P,I]
     i, o, k = UOp.range(out.shape[0], 0), UOp.range(out.shape[1], 1), UOp.range(x.shape[1], 2, AxisType.REDUCE)
@@ -36,18 +32,15 @@ def zeros(out:UOp, *_:UOp) -> UOp:   # a custom kernel that writes zeros: conv2x
   return out[i].store(UOp.const(0.0, dtypes.float32)).end(i).sink(arg=KernelInfo(name="zeros"))
 
 def conv2x2(conv:nn.Conv2d, x:Tensor) -> Tensor:
-  """conv(x) for a 2x2 convolution of stride 2: its windows do not overlap, so it is one matrix product over the 2x2
-  patches. Same function and parameters; tinygrad's generic convolution backward computes the input gradient as a
-  masked 3x3 convolution instead (measured 152 ms -> 27 ms for the encoder's forward and backward on 2 CPU cores)."""
+  """conv(x) for a 2x2 convolution of stride 2: its windows do not overlap, so it is one matrix product over the patches
+  (tinygrad's backward computes the input gradient as a masked 3x3 convolution; the encoder, CPU: 152 -> 27 ms)."""
   B, C, H, W = x.shape
   patch = x.reshape(B, C, H // 2, 2, W // 2, 2).permute(0, 2, 4, 1, 3, 5).reshape(B, H // 2, W // 2, C * 4)   # [B,H/2,W/2,4C]
   weight = conv.weight.reshape(conv.weight.shape[0], -1)                                                      # [O,4C]
   if not x.device.startswith("CPU") or B * H * W // 4 % 4: return patch.linear(weight.T, conv.bias).permute(0, 3, 1, 2)
-  # On the CPU both gradients of the product are tiled()'s kernel: the weight's patch.T @ g (tinygrad's: 1-11 GFLOP/s)
-  # and, where 8 divides the 4C columns, the patches' g @ weight (tinygrad's, reading g across the channels-first layout,
-  # ran at 3 GFLOP/s; the first layer's, 3 channels, is never needed). The product sees the patches and the weight
-  # detached, and zeros carrying those gradients are added. The gradient at the output is realised first
-  # (contiguous_backward): otherwise the layer after fuses into it a kernel with a slow loop order.
+  # On the CPU both gradients of the product are tiled()'s kernels (tinygrad's ran at 1-11 GFLOP/s; the first layer's
+  # patch gradient, 12 columns, is never needed): the product sees patches and weight detached, and zeros carrying the
+  # gradients are added. The output's gradient is realised first (contiguous_backward), or the layer after fuses into it.
   def grad(g:UOp, call:UOp) -> tuple:
     g, flat = Tensor(g).reshape(-1, weight.shape[0]), patch.reshape(-1, patch.shape[-1])                     # [P,O], [P,4C]
     # the weight's [O,4C] in a buffer of its own, not a transposed view (workers.host)
@@ -58,8 +51,7 @@ def conv2x2(conv:nn.Conv2d, x:Tensor) -> Tensor:
 def dense(layer:nn.Linear, x:Tensor, relu:bool) -> Tensor:
   """layer(x.contiguous()), then relu if asked, else realised: [...,I] -> [...,O], for a number of points that 4 divides
   (the decoder pads them). On the CPU tiled(), with the weight transposed, [I,O], so 8 output channels are adjacent.
-  Other devices keep tinygrad's own kernels (tensor cores on NVIDIA). The gradient (grad) is tinygrad's operations but
-  for the weight's, tiled() again; it recomputes the sum before the relu for its mask."""
+  Other devices keep tinygrad's kernels (tensor cores on NVIDIA). The weight's gradient is tiled() again."""
   if not x.device.startswith("CPU"): return layer(x.contiguous()).relu() if relu else layer(x.contiguous()).contiguous()
   def grad(g:UOp, call:UOp) -> tuple:
     x, weight, bias = (Tensor(u) for u in call.src[2:])
@@ -70,11 +62,9 @@ def dense(layer:nn.Linear, x:Tensor, relu:bool) -> Tensor:
   return tiled(x, layer.weight.T.contiguous(), layer.bias, relu, grad)
 
 def linear(layer:nn.Linear, x:Tensor) -> Tensor:
-  """layer(x) for a few rows [B,I] -> [B,O] (the encoder's fully connected layers). On the CPU the product and its
-  input gradient g @ weight are tiled()'s kernels, over the largest divisor of B up to 8 rows at a time (tinygrad's
-  layer where that is 1): tinygrad's read the 4 MB weight of the first layer once per row, and its input gradient
-  over rows of 4096 floats ran at 2 GFLOP/s (on 5 images that layer's forward and backward took 3.7 ms -> 2.0; on 10,
-  15.9 -> 4.1)."""
+  """layer(x) for a few rows [B,I] -> [B,O] (the encoder's fully connected layers). On the CPU the product and its input
+  gradient are tiled()'s kernels over the largest divisor of B up to 8 rows at a time: tinygrad's read the weight once
+  per row (the first layer forward and backward, 5 images: 3.7 -> 2.0 ms; README, Benchmark, stop 20)."""
   rows = max(d for d in range(1, 9) if x.shape[0] % d == 0)
   if not x.device.startswith("CPU") or rows == 1: return layer(x)   # e.g. one row: no row axis for the tile to upcast
   grad = lambda g, call: (None, tiled(Tensor(g), layer.weight, rows=rows).uop, (Tensor(g).T @ x).uop)   # g [B,O]

@@ -72,9 +72,8 @@ def make_step(model:SDFSRN, opt:nn.optim.Optimizer, device:dict[str, Tensor], sa
   min_sdf for full autograd through every sample to measure what the argmin gradient saves."""
   @TinyJit
   def gradient(shape:Tensor, row:Tensor, pick:Tensor, T:Tensor) -> list[Tensor]:
-    """The loss and the gradients of Adam's parameters for shapes [B], their supervision views (rows of device_data) [B],
-    one pixel per block [B,R] and the temperature T [1]. Everything that changes between calls comes in as a tensor:
-    TinyJit replays the captured kernels from the third call on, freezing any Python value."""
+    """The loss and Adam's parameters' gradients for shapes [B], their views (rows of device_data) [B], one pixel a block
+    [B,R] and temperature T [1], all tensors: TinyJit replays from the third call on, freezing any Python value."""
     with Context(TRAINING=1):
       opt.zero_grad()
       latent = model.encoder(device["images"][shape])                                                      # [B,L]
