@@ -29,8 +29,8 @@ def receive(conn):
   except EOFError: raise OSError("a --workers helper process ended (its error, if any, is above)") from None
 
 def cut(memory:shared_memory.SharedMemory, views:list[np.ndarray]) -> list[np.ndarray]:
-  """A shared memory block cut like views. The gradients pass through it, not through the pipe, which copied their 4.4
-  MB twice each way (a step of 2 processes 57.4 -> 48.4 ms; README, Benchmark, stop 21)."""
+  """A block of shared memory cut like views: a helper's gradients and their sums pass through it, not through the pipe
+  (a step of 2 processes 57.4 -> 48.4 ms; README, Benchmark, stop 21)."""
   return np.split(np.ndarray(sum(map(len, views)), np.float32, memory.buf), np.cumsum([len(v) for v in views])[:-1])
 
 def sum_from_helpers(helpers:list) -> Callable:
@@ -41,13 +41,13 @@ def sum_from_helpers(helpers:list) -> Callable:
     views = host(mine)
     if not memory:
       memory.extend(shared_memory.SharedMemory(create=True, size=4 * sum(map(len, views))) for _ in helpers)
-      for conn, block in zip(helpers, memory): conn.send(block.name); atexit.register(block.unlink)   # the helpers end with this process
-    theirs = [cut(block, views) for block in memory]
-    for conn, parts in zip(helpers, theirs):
+      for conn, m in zip(helpers, memory): conn.send(m.name); atexit.register(m.unlink)   # the helpers end with this process
+    blocks = [cut(m, views) for m in memory]
+    for conn, block in zip(helpers, blocks):
       receive(conn)   # the helper's gradients are in its block
-      for view, part in zip(views, parts): view += part
-    for conn, parts in zip(helpers, theirs):
-      for view, part in zip(views, parts): part[:] = view
+      for view, part in zip(views, block): view += part
+    for conn, block in zip(helpers, blocks):
+      for view, part in zip(views, block): part[:] = view
       conn.send(True)
   return exchange
 
@@ -56,10 +56,10 @@ def sum_from_main(conn) -> Callable:
   def exchange(*mine:Tensor):
     views = host(mine)
     if not memory: memory.append(shared_memory.SharedMemory(receive(conn)))
-    for view, part in zip(views, parts := cut(memory[0], views)): part[:] = view
+    for view, part in zip(views, block := cut(memory[0], views)): part[:] = view
     conn.send(True)
     receive(conn)   # the sums are in the block
-    for view, part in zip(views, parts): view[:] = part
+    for view, part in zip(views, block): view[:] = part
   return exchange
 
 def shared_step(step:Callable, helpers:list, parts:list[np.ndarray], batch:tuple[np.ndarray, ...], T:float, lr:float) -> float:
