@@ -1,9 +1,10 @@
 # Data-parallel training on the CPU (train.py --workers N). tinygrad 0.14's CPU device computes on one core (it splits
 # a kernel into THREAD parts and runs them one after another), so train.py splits each batch over N processes: each
-# computes the loss and gradients of its part, the main process sums them and sends the sum back, and every process
-# applies the same Adam update to its own copy of the model, which stays identical to the others'. The sums are read
-# and written in the CPU device's memory in place, so this is for the CPU device only. The first helper also measures
-# the loss curve's novel-view IoU at each checkpoint and takes half of the evaluation after training (call).
+# computes the loss and gradients of its part, the main process sums them (through shared memory) and hands the sum
+# back, and every process applies the same Adam update to its own copy of the model, which stays identical to the
+# others'. The sums are read and written in the CPU device's memory in place, so this is for the CPU device only. The
+# first helper also measures the loss curve's novel-view IoU at each checkpoint and takes half of the evaluation after
+# training (call).
 import atexit, multiprocessing, os, signal
 from multiprocessing import shared_memory
 from typing import Callable
