@@ -12,8 +12,7 @@ from sdfsrn import SDFSRN
 
 STEPS = getenv("STEPS", 10)   # timed steps after the three that compile and capture the jit
 FLAGS = getenv("FLAGS", 0)    # FLAGS=1: also time the step of each of train.py's flags beyond the paper
-FLAG_STEPS = {"--symmetric": dict(symmetric=True), "--shading": dict(shading=1.0), "--views 6": dict(views=6),
-              "--supervise-3d": dict(supervise_3d=True), "--coarse-to-fine": dict(coarse=train.COARSE)}
+FLAG_STEPS = {"--symmetric": dict(symmetric=True), "--shading": dict(shading=1.0), "--views 6": dict(views=6), "--supervise-3d": dict(supervise_3d=True)}
 
 class ConcatDecoder:
   """The decoder as DeepSDF writes it: the latent concatenated to every point, then five layers whose first and third
@@ -33,21 +32,21 @@ class ConcatDecoder:
 def full_min_sdf(sdf_fn, origin:Tensor, direction:Tensor, depth:Tensor, sdf:Tensor) -> Tensor:
   return sdf_fn(render.at(origin, direction, depth)).min(-1)                               # [B,R] autograd through all N; sdf unused
 
-def measure(name:str, naive:bool=False, views:int=1, symmetric:bool=False, shading:float=0.0, supervise_3d:bool=False, coarse:int=1) -> float:
+def measure(name:str, naive:bool=False, views:int=1, symmetric:bool=False, shading:float=0.0, supervise_3d:bool=False) -> float:
   data = shapes.make_dataset(train.SHAPES, train.RES, train.SEED, views=views)
   Tensor.manual_seed(0)
   model = SDFSRN(train.RES, symmetric=symmetric)
   if naive: model.decoder = ConcatDecoder(model.decoder)
   opt = nn.optim.Adam(nn.state.get_parameters(model), lr=train.LR)
   step = train.make_step(model, opt, train.device_data(data, supervise_3d), train.SAMPLES, shading, supervise_3d,
-                         min_sdf=full_min_sdf if naive else render.min_sdf, coarse=coarse)
+                         min_sdf=full_min_sdf if naive else render.min_sdf)
   batches = train.batches(np.random.default_rng(0), train.SHAPES, views, train.RES)
   return timed(name, lambda i: step(*batches[i % len(batches)], train.T_END, train.LR).item())
 
 def measure_workers(count:int) -> float:
   """The default step split over processes as `train.py --workers` splits it (the CPU device only)."""
   args = argparse.Namespace(shapes=train.SHAPES, res=train.RES, samples=train.SAMPLES, seed=train.SEED, rotate=False, views=1,
-                            symmetric=False, shading=0.0, supervise_3d=False, coarse_to_fine=False, resume=False, workers=count)
+                            symmetric=False, shading=0.0, supervise_3d=False, resume=False, workers=count)
   mine, *theirs = parts = workers.parts(train.BATCH, count)
   helpers = workers.spawn(train.setup, args, [len(part) / train.BATCH for part in theirs])
   step = train.setup(args, len(mine) / train.BATCH, workers.sum_from_helpers(helpers))[3]

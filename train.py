@@ -26,7 +26,6 @@ LR = 1e-3                                  # Adam's, held while the temperature 
 T_START, T_END = 0.05, render.SCORE_TEMPERATURE   # temperature annealed geometrically over the first third of training
 FIGURE_EVERY = 50                          # epochs between triptych figures and checkpoints
 SDF_CLAMP = 0.1                            # --supervise-3d: DeepSDF's clamp, so the fit spends its capacity near the surface
-COARSE = 4                                 # --coarse-to-fine: every 4th sample first, then the 7 around the coarse minimum
 
 # *** data on the device, in the layout the step reads ***
 
@@ -65,7 +64,7 @@ def learning_rate(epoch:int, epochs:int) -> float:
 # *** training ***
 
 def make_step(model:SDFSRN, opt:nn.optim.Optimizer, device:dict[str, Tensor], samples:int, shading:float=0.0, supervise_3d:bool=False,
-              min_sdf=render.min_sdf, share:float=1.0, exchange=None, coarse:int=1):
+              min_sdf=render.min_sdf, share:float=1.0, exchange=None):
   """The training step over data kept on the device (device_data): a jitted gradient, then a jitted Adam update. With
   --workers, each process computes the loss and gradients of its part of the batch, weighted by its share of the batch,
   and exchange(loss, *gradients) overwrites them with their sums over all processes (workers.py). bench.py swaps
@@ -86,8 +85,7 @@ def make_step(model:SDFSRN, opt:nn.optim.Optimizer, device:dict[str, Tensor], sa
         origin = device["origins"][row].unsqueeze(1)                                                       # [B,1,3]
         direction = (device["directions"][row] * one.unsqueeze(-1)).sum(-2)                               # [B,R,3]
         target = (device["targets"][row] * one).sum(-1)                                                   # [B,R] 0 or 1
-        search = render.march if coarse == 1 else lambda *a: render.coarse_to_fine(*a, stride=coarse)
-        depth, sampled = search(sdf_fn, origin, direction, samples)                                       # [B,R,N] each
+        depth, sampled = render.march(sdf_fn, origin, direction, samples)                                 # [B,R,N] each
         # contiguous_backward: the loss's gradient at min_sdf is computed once, not again in every kernel that reads it
         sdf = min_sdf(sdf_fn, origin, direction, depth, sampled).contiguous_backward()                    # [B,R]
         # BCE on the logit -min_sdf/T: unlike the MSE of the sigmoid it does not vanish where a ray misses by far
@@ -142,7 +140,7 @@ def setup(args, share:float=1.0, exchange=None) -> tuple[dict, SDFSRN, nn.optim.
   model = SDFSRN(args.res, symmetric=args.symmetric)
   opt = nn.optim.Adam(nn.state.get_parameters(model), lr=LR)
   return data, model, opt, make_step(model, opt, device_data(data, args.supervise_3d, args.seed), args.samples, args.shading,
-                                     args.supervise_3d, share=share, exchange=exchange, coarse=COARSE if args.coarse_to_fine else 1)
+                                     args.supervise_3d, share=share, exchange=exchange)
 
 def train(args):
   start = time.perf_counter()
@@ -259,8 +257,6 @@ if __name__ == "__main__":
   parser.add_argument("--shading", type=float, nargs="?", const=1.0, default=0.0, metavar="WEIGHT",
                       help="add a photometric Lambert term with this weight (default 1; beyond silhouette-only supervision)")
   parser.add_argument("--supervise-3d", action="store_true", help="upper bound: fit the decoder to the analytic SDF instead of silhouettes")
-  parser.add_argument("--coarse-to-fine", action="store_true", help=f"training's march: every {COARSE}th sample, then the "
-                      f"{2 * COARSE - 1} around the coarse minimum (13 decoder points a ray of the default 24; evaluation keeps all)")
   parser.add_argument("--workers", type=int, help="processes that share each batch (data parallel; default 2 on the CPU, whose "
                       "tinygrad device computes on one core, 1 elsewhere): the same training up to float rounding; a second "
                       "process also scores the held-out shapes, after training and with --eval")
@@ -275,9 +271,8 @@ if __name__ == "__main__":
   if args.seed < 0: parser.error("--seed must be >= 0 (numpy's generators take no negative seeds)")
   if args.workers is not None and args.workers < 1: parser.error("--workers must be >= 1")
   if not 0 <= args.shading < math.inf: parser.error("--shading WEIGHT must be a finite number >= 0")
-  if args.coarse_to_fine and args.shading: parser.error("--shading needs every sample of a ray (its first surface crossing); --coarse-to-fine skips most")
   if args.image and not args.eval: parser.error("--image needs --eval CKPT")
-  if args.eval and (ignored := [f"--{k.replace('_', '-')}" for k in ("epochs", "shapes", "res", "samples", "seed", "rotate", "views", "symmetric", "coarse_to_fine",
+  if args.eval and (ignored := [f"--{k.replace('_', '-')}" for k in ("epochs", "shapes", "res", "samples", "seed", "rotate", "views", "symmetric",
                                 "shading", "supervise_3d", "resume") if getattr(args, k) != parser.get_default(k)]):
     parser.error(f"--eval takes its settings from the checkpoint and would ignore {' '.join(ignored)}")
   total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30

@@ -29,38 +29,38 @@ def receive(conn):
   try: return conn.recv()
   except EOFError: raise OSError("a --workers helper process ended (its error, if any, is above)") from None
 
-def cut(memory:shared_memory.SharedMemory, views:list[np.ndarray]) -> list[np.ndarray]:
-  """A block of shared memory cut like views: a helper's gradients and their sums pass through it, not through the pipe
-  (a step of 2 processes 57.4 -> 48.4 ms; README, Benchmark, stop 21)."""
-  return np.split(np.ndarray(sum(map(len, views)), np.float32, memory.buf), np.cumsum([len(v) for v in views])[:-1])
+def block(views:list[np.ndarray], name:str|None=None) -> tuple[shared_memory.SharedMemory, list[np.ndarray]]:
+  """A block of shared memory and its parts, cut like views: made (and unlinked when this process exits) or, given its
+  name, opened. A helper's gradients and their sums pass through it, not through the pipe (a step of 2 processes
+  57.4 -> 48.4 ms; README, Benchmark, stop 21)."""
+  memory = shared_memory.SharedMemory(name, create=name is None, size=4 * sum(map(len, views)))
+  if name is None: atexit.register(memory.unlink)   # the helpers end with this process
+  return memory, np.split(np.ndarray(sum(map(len, views)), np.float32, memory.buf), np.cumsum([len(v) for v in views])[:-1])
 
 def sum_from_helpers(helpers:list) -> Callable:
   """The main process's exchange for train.make_step: its loss and gradients plus the helpers', added in one fixed order
-  so that every process gets the same bytes. Each helper has a block of shared memory, made at the first call."""
-  memory:list[shared_memory.SharedMemory] = []
+  so that every process gets the same bytes."""
+  blocks:list[tuple] = []   # each helper's block, made at the first call
   def exchange(*mine:Tensor):
     views = host(mine)
-    if not memory:
-      memory.extend(shared_memory.SharedMemory(create=True, size=4 * sum(map(len, views))) for _ in helpers)
-      for conn, m in zip(helpers, memory): conn.send(m.name); atexit.register(m.unlink)   # the helpers end with this process
-    blocks = [cut(m, views) for m in memory]
-    for conn, block in zip(helpers, blocks):
+    for conn in helpers[len(blocks):]: blocks.append(block(views)); conn.send(blocks[-1][0].name)
+    for conn, (_, parts) in zip(helpers, blocks):
       receive(conn)   # the helper's gradients are in its block
-      for view, part in zip(views, block): view += part
-    for conn, block in zip(helpers, blocks):
-      for view, part in zip(views, block): part[:] = view
+      for view, part in zip(views, parts): view += part
+    for conn, (_, parts) in zip(helpers, blocks):
+      for view, part in zip(views, parts): part[:] = view
       conn.send(True)
   return exchange
 
 def sum_from_main(conn) -> Callable:
-  memory:list[shared_memory.SharedMemory] = []
+  opened:list[tuple] = []   # the main process's block for this helper, opened at the first call
   def exchange(*mine:Tensor):
     views = host(mine)
-    if not memory: memory.append(shared_memory.SharedMemory(receive(conn)))
-    for view, part in zip(views, block := cut(memory[0], views)): part[:] = view
+    if not opened: opened.append(block(views, receive(conn)))
+    for view, part in zip(views, opened[0][1]): part[:] = view
     conn.send(True)
     receive(conn)   # the sums are in the block
-    for view, part in zip(views, block): view[:] = part
+    for view, part in zip(views, opened[0][1]): view[:] = part
   return exchange
 
 def shared_step(step:Callable, helpers:list, parts:list[np.ndarray], batch:tuple[np.ndarray, ...], T:float, lr:float) -> float:

@@ -49,7 +49,7 @@ def checkpoint(tmp_path_factory) -> str:
   """An untrained checkpoint of a tiny run (--epochs 2), as if its first epoch were done: enough to evaluate, resume and read images with."""
   path = str(tmp_path_factory.mktemp("checkpoint") / "model.safetensors")
   model = SDFSRN(16)
-  config = dict(shapes=3, res=16, samples=6, seed=0, epochs=2, rotate=False, views=1, symmetric=False, shading=0.0, supervise_3d=False, coarse_to_fine=False)
+  config = dict(shapes=3, res=16, samples=6, seed=0, epochs=2, rotate=False, views=1, symmetric=False, shading=0.0, supervise_3d=False)
   save_checkpoint(path, model, nn.optim.Adam(nn.state.get_parameters(model)), 1, config, [0.5])
   return path
 

@@ -131,16 +131,6 @@ def test_min_sdf_equals_min_over_samples():
   np.testing.assert_allclose(render.min_sdf(sdf_fn, origin, direction, *render.march(sdf_fn, origin, direction, 12)).numpy(),
                              sdf_fn(render.sample_points(origin, direction, 12)).min(-1).numpy(), rtol=1e-5, atol=1e-6)
 
-def test_coarse_to_fine_finds_the_minimum_of_a_convex_sdf():
-  # along any ray a sphere's SDF falls to one minimum and rises again, so the samples around the coarse minimum hold the
-  # smallest of all: the same min_sdf as march's every sample
-  origin, direction = rays(40, 10, res=16)
-  sphere = lambda p: ((p - Tensor([0.2, -0.1, 0.1])) ** 2).sum(-1).sqrt() - 0.4
-  full = render.min_sdf(sphere, origin, direction, *render.march(sphere, origin, direction, 24))
-  depth, sdf = render.coarse_to_fine(sphere, origin, direction, 24, 4)
-  assert depth.shape[-1] == 7
-  np.testing.assert_allclose(render.min_sdf(sphere, origin, direction, depth, sdf).numpy(), full.numpy(), rtol=1e-6, atol=1e-6)
-
 def test_argmin_gradient_equals_full_autograd():
   model, (origin, direction) = tiny_model(), rays(views=2)
   latent, target = Tensor.randn(2, 8), Tensor.rand(2, 256).round()
