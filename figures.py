@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image, ImageDraw, UnidentifiedImageError
 from tinygrad import Tensor
 import render, shapes
-from evaluate import CHECK_SHAPES, chunked, fail, held_out, held_out_data, load_for_eval, log, over_disc, predicted_grids, render_views, save_obj
+from evaluate import CHECK_SHAPES, chunked, encode, fail, held_out, held_out_data, load_for_eval, log, over_disc, predicted_grids, render_views, save_obj
 from sdfsrn import SDFSRN
 
 # V views, P = H*W pixels, L latent size, T turntable frames
@@ -55,7 +55,7 @@ def sheet(rows:list[list[np.ndarray]], columns:list[str]=(), names:list[str]=(),
 def triptych(model:SDFSRN, data:dict, samples:int, path:str):
   """Input image, ground truth, prediction and their overlay on the training view of the first few shapes."""
   res, n = data["images"].shape[-1], min(FIGURE_SHAPES, len(data["images"]))
-  latent = model.encoder(Tensor(data["images"][:n])).numpy()                                                 # [n,L]
+  latent = encode(model, data["images"][:n])                                                                  # [n,L]
   pred = render_views(model, latent, data["poses"][:n], res, samples).reshape(n, res, res) < 0               # [n,H,W]
   rows = [[data["images"][s].transpose(1, 2, 0), data["silhouettes"][s], pred[s], overlay(pred[s], data["silhouettes"][s])] for s in range(n)]
   sheet(rows, ["input", "truth", "model", "overlay"]).save(path)
@@ -153,7 +153,7 @@ def held_out_and_turntable(model:SDFSRN, data:dict, args) -> tuple[dict, np.ndar
   draws the truth's frames (turntable)."""
   metrics, held_data = held_out(model, args.res, args.samples, args.seed, args.rotate)
   images = turntable_shapes(data, held_data)[1]                                                               # [K,3,H,W]
-  latent = model.encoder(Tensor(images)).numpy().repeat(TURNTABLE_FRAMES, 0)                                  # [K*T,L]
+  latent = encode(model, images).repeat(TURNTABLE_FRAMES, 0)                                                   # [K*T,L]
   frames = shaded_views(model, latent, np.tile(turntable_poses(), (len(images), 1)), args.res, args.samples)   # [K*T,H,W,3]
   return metrics, frames.reshape(len(images), TURNTABLE_FRAMES, *frames.shape[1:])
 
@@ -185,7 +185,7 @@ def reconstruct(path:str, image_path:str, out:str):
   pixels = read_image(image_path, res)[None]                                                                # [1,3,H,W]
   try: os.makedirs(out, exist_ok=True)
   except OSError as e: fail(f"cannot write to {out}: {e}")
-  latent, poses = model.encoder(Tensor(pixels)).numpy(), shapes.novel_poses(-30.0)                         # azimuths 0, 60, ...
+  latent, poses = encode(model, pixels), shapes.novel_poses(-30.0)                                           # azimuths 0, 60, ...
   views = shaded_views(model, latent.repeat(len(poses), 0), poses, res, samples)                            # [V,H,W,3]
   name = os.path.join(out, os.path.splitext(os.path.basename(image_path))[0])
   sheet([[pixels[0].transpose(1, 2, 0), *views]], ["input"] + [f"az {az:.0f}\nel {el:+.0f}" for az, el in poses]).save(f"{name}_views.png")

@@ -64,8 +64,9 @@ def surface(sdf_fn:SdfFn, origin:Tensor, direction:Tensor, depth:Tensor, sdf:Ten
   far, far_sdf = (depth * first).sum(-1), (sdf * first).sum(-1)             # [B,R] inside end of the bracket
   near = (depth * before).sum(-1) + far * (1 - before.sum(-1))             # [B,R] the inside end itself if it is sample 0
   near_sdf = (sdf * before).sum(-1) + far_sdf * (1 - before.sum(-1))
-  near, near_sdf, far, far_sdf = Tensor.stack(near, near_sdf, far, far_sdf).contiguous()   # one kernel, not one in each halving
   for _ in range(BISECTIONS):
+    # the bracket in one buffer: computed once, not in each halving's kernels, and every halving's kernels alike (compiled once)
+    near, near_sdf, far, far_sdf = Tensor.stack(near, near_sdf, far, far_sdf).contiguous()
     middle = (near + far) / 2
     value = sdf_fn(at(origin, direction, middle)).detach()                  # [B,R]
     near, near_sdf = (value < 0).where(near, middle), (value < 0).where(near_sdf, value)
