@@ -44,11 +44,6 @@ def chunked(fn, *arrays:np.ndarray) -> np.ndarray:
   arrays = [np.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1)) for x in arrays]
   return np.concatenate([jitted(*(x[i:i + CHUNK] for x in arrays)).numpy() for i in range(0, V + pad, CHUNK)])[:V]
 
-def encode(model:SDFSRN, images:np.ndarray) -> np.ndarray:
-  """Latents [S,L] of images [S,3,H,W], CHUNK at a time: every count of images then runs the same kernels, compiled once
-  per process (a new batch size compiled the encoder's anew, about 2 s)."""
-  return chunked(model.encoder, images)
-
 def over_disc(render_fn, origin:np.ndarray, direction:np.ndarray, background:float) -> np.ndarray:
   """render_fn(directions [V,P',3]) -> [V,P',...] for the views' rays (origins [V,3], directions [V,P,3]), made [V,P,...]
   at the cost of the pixels whose ray meets the bounding sphere (about 70%; every camera sits at the same distance facing
@@ -74,7 +69,7 @@ def iou(mask:np.ndarray, truth:np.ndarray) -> np.ndarray:
 def silhouette_metrics(model:SDFSRN, data:dict, samples:int) -> tuple[dict, np.ndarray, np.ndarray]:
   """Training-view MSE (soft, at the scoring temperature) and IoU, novel-view IoU overall and per family; latents [S,L], novel min_sdf [S,V,P]."""
   S, V, res = len(data["images"]), data["novel_poses"].shape[1], data["images"].shape[-1]
-  latent = encode(model, data["images"])                                                                      # [S,L]
+  latent = chunked(model.encoder, data["images"])   # [S,L]; in chunks, so every count of images runs kernels compiled once
   train_sdf = render_views(model, latent, data["poses"], res, samples)                                       # [S,P]
   novel_sdf = render_views(model, latent.repeat(V, 0), data["novel_poses"], res, samples).reshape(S, V, -1)  # [S,V,P]
   soft = render.silhouette(Tensor(train_sdf), render.SCORE_TEMPERATURE).numpy()                             # [S,P]

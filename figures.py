@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image, ImageDraw, UnidentifiedImageError
 from tinygrad import Tensor
 import render, shapes
-from evaluate import CHECK_SHAPES, chunked, encode, fail, held_out, held_out_data, load_for_eval, log, over_disc, predicted_grids, render_views, save_obj
+from evaluate import CHECK_SHAPES, chunked, fail, held_out, held_out_data, load_for_eval, log, over_disc, predicted_grids, render_views, save_obj
 from sdfsrn import SDFSRN
 
 # V views, P = H*W pixels, L latent size, T turntable frames
@@ -55,7 +55,7 @@ def sheet(rows:list[list[np.ndarray]], columns:list[str]=(), names:list[str]=(),
 def triptych(model:SDFSRN, data:dict, samples:int, path:str):
   """Input image, ground truth, prediction and their overlay on the training view of the first few shapes."""
   res, n = data["images"].shape[-1], min(FIGURE_SHAPES, len(data["images"]))
-  latent = encode(model, data["images"][:n])                                                                  # [n,L]
+  latent = chunked(model.encoder, data["images"][:n])                                                         # [n,L]
   pred = render_views(model, latent, data["poses"][:n], res, samples).reshape(n, res, res) < 0               # [n,H,W]
   rows = [[data["images"][s].transpose(1, 2, 0), data["silhouettes"][s], pred[s], overlay(pred[s], data["silhouettes"][s])] for s in range(n)]
   sheet(rows, ["input", "truth", "model", "overlay"]).save(path)
@@ -89,11 +89,12 @@ def turntable_shapes(data:dict, held_data:dict) -> tuple[list[dict], np.ndarray,
   first = [families.index(f) for f in shapes.FAMILIES if f in families]
   return [data["shapes"][i] for i in first] + held_data["shapes"][:1], np.concatenate([data["images"][first], held_data["images"][:1]]), len(first)
 
-def turntable(data:dict, args, model_frames:Callable) -> dict:
-  """The turntable GIF: each shape's shaded truth, drawn here (it needs no model), beside the model's frames, which a
-  --workers helper draws meanwhile (model_frames() waits for them and the held-out metrics; returns the metrics)."""
+def turntable(data:dict, args, model_frames:Callable, truth:list) -> dict:
+  """The turntable GIF: each shape's shaded truth (truth: the frames train.py drew at the checkpoints; the rest are drawn
+  here) beside the model's frames, which a --workers helper draws meanwhile (model_frames() waits for them and the
+  held-out metrics; returns the metrics)."""
   start, (shown, _, trained) = time.perf_counter(), turntable_shapes(data, held_out_data(args.res, args.seed, args.rotate))
-  truth = [shaded_truth(shape, turntable_poses(), args.res, args.samples) for shape in shown]
+  truth += [shaded_truth(shape, turntable_poses(), args.res, args.samples) for shape in shown[len(truth):]]
   metrics, pred = model_frames()
   labels = [x for k, s in enumerate(shown) for x in (f"{s['family']}{', held out' if k == trained else ''}\ntruth", "\nmodel")]
   save_gif([x for t, p in zip(truth, pred) for x in (t, p)], labels, os.path.join(args.out, "turntable.gif"))
@@ -150,10 +151,10 @@ def write_figures(data:dict, out:str, metrics:dict, novel_sdf:np.ndarray, meshes
 def held_out_and_turntable(model:SDFSRN, data:dict, args) -> tuple[dict, np.ndarray]:
   """The held-out shapes' metrics and the model's turntable frames [K,T,H,W,3] (the turntable shows one of them): the
   part of the work after training that a --workers helper takes while the main process scores the training shapes and
-  draws the truth's frames (turntable)."""
+  writes the GIF (turntable)."""
   metrics, held_data = held_out(model, args.res, args.samples, args.seed, args.rotate)
   images = turntable_shapes(data, held_data)[1]                                                               # [K,3,H,W]
-  latent = encode(model, images).repeat(TURNTABLE_FRAMES, 0)                                                   # [K*T,L]
+  latent = chunked(model.encoder, images).repeat(TURNTABLE_FRAMES, 0)                                          # [K*T,L]
   frames = shaded_views(model, latent, np.tile(turntable_poses(), (len(images), 1)), args.res, args.samples)   # [K*T,H,W,3]
   return metrics, frames.reshape(len(images), TURNTABLE_FRAMES, *frames.shape[1:])
 
@@ -185,7 +186,7 @@ def reconstruct(path:str, image_path:str, out:str):
   pixels = read_image(image_path, res)[None]                                                                # [1,3,H,W]
   try: os.makedirs(out, exist_ok=True)
   except OSError as e: fail(f"cannot write to {out}: {e}")
-  latent, poses = encode(model, pixels), shapes.novel_poses(-30.0)                                           # azimuths 0, 60, ...
+  latent, poses = chunked(model.encoder, pixels), shapes.novel_poses(-30.0)                                  # azimuths 0, 60, ...
   views = shaded_views(model, latent.repeat(len(poses), 0), poses, res, samples)                            # [V,H,W,3]
   name = os.path.join(out, os.path.splitext(os.path.basename(image_path))[0])
   sheet([[pixels[0].transpose(1, 2, 0), *views]], ["input"] + [f"az {az:.0f}\nel {el:+.0f}" for az, el in poses]).save(f"{name}_views.png")

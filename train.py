@@ -151,6 +151,8 @@ def train(args):
   helpers = workers.spawn(setup, args, [len(part) / size for part in theirs])   # first: they set up while this process does
   data, model, opt, step = setup(args, len(mine) / size, workers.sum_from_helpers(helpers) if theirs else None)
   checkpoint, first, history, checks = os.path.join(args.out, "model.safetensors"), 0, [], []   # checks: (epoch, novel-view IoU)
+  # the turntable's shapes and their truth's frames, which need no model: one is drawn at each checkpoint while a helper measures
+  shown, truth = figures.turntable_shapes(data, evaluate.held_out_data(args.res, args.seed, args.rotate))[0], []
   if args.resume:
     if not os.path.isfile(checkpoint): fail(f"nothing to resume: no {checkpoint}")
     try: first, saved, history = load_checkpoint(checkpoint, model, opt)
@@ -177,13 +179,14 @@ def train(args):
     if due:   # a helper, if any, measures the curve's novel-view IoU while this process draws
       iou = workers.call(helpers, model, data, evaluate.checkpoint_iou, args.samples)
       figures.triptych(model, data, args.samples, os.path.join(args.out, f"triptych_{epoch + 1:04d}.png"))
+      if len(truth) < len(shown): truth.append(figures.shaded_truth(shown[len(truth)], figures.turntable_poses(), args.res, args.samples))
       checks.append((epoch + 1, iou()))
   signal.signal(signal.SIGINT, signal.default_int_handler)
   trained = time.perf_counter() - start
   held_out = workers.call(helpers, model, data, figures.held_out_and_turntable, args)   # in a helper, if any, beside the next lines
   metrics, novel_sdf, meshes = evaluate.evaluate(model, data, args.samples, args.seed)
-  # figures.turntable draws the truth's frames here, then the GIF with the helper's, and returns the held-out metrics
-  metrics |= figures.turntable(data, args, held_out) | dict(epochs=args.epochs, config=config(args), workers=len(parts),
+  # figures.turntable draws the truth's frames not drawn yet, then the GIF with the helper's, and returns the held-out metrics
+  metrics |= figures.turntable(data, args, held_out, truth) | dict(epochs=args.epochs, config=config(args), workers=len(parts),
                   train_seconds=round(trained, 1), device=Device.DEFAULT, checkpoint_novel_iou=checks)
   paths = figures.write_figures(data, args.out, metrics | dict(wall_seconds=round(time.perf_counter() - start, 1), loss_history=history), novel_sdf, meshes)
   log(f"training MSE {metrics['train_mse']:.4f}, novel-view IoU {metrics['novel_iou']:.3f}, volumetric IoU {metrics['volume_iou']:.3f} "
