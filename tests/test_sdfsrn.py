@@ -1,6 +1,6 @@
 # Tests for Mini SDF-SRN: analytic answers for data and renderer, gradients against full autograd and finite
 # differences, the shapes the comments claim, and tiny end-to-end runs. Sizes are tiny so the suite runs in minutes on 2 cores.
-import json, os, signal, subprocess, sys
+import argparse, json, os, signal, subprocess, sys
 import numpy as np
 import pytest
 from PIL import Image
@@ -504,6 +504,15 @@ def test_figures_gif_has_a_frame_per_step(tmp_path):
   figures.save_gif([spin, spin], ["a\ntruth", "\nmodel"], str(tmp_path / "spin.gif"))
   gif, cell = Image.open(tmp_path / "spin.gif"), figures.TILE + figures.GUTTER
   assert gif.n_frames == figures.TURNTABLE_FRAMES and gif.size == (2 * cell, 2 * figures.LINE + cell)   # two columns under two-line labels
+
+def test_turntable_draws_only_the_truth_frames_not_drawn_at_checkpoints(tmp_path):
+  args, data = argparse.Namespace(res=16, samples=6, seed=0, rotate=False, out=str(tmp_path)), shapes.make_dataset(3, 16, 0)
+  shown = figures.turntable_shapes(data, evaluate.held_out_data(16, 0, False))[0]                     # 3 families + 1 held out
+  truth = [drawn := np.zeros((figures.TURNTABLE_FRAMES, 16, 16, 3), np.float32)]                    # as if train.py drew shape 0
+  pred = np.zeros((len(shown), figures.TURNTABLE_FRAMES, 16, 16, 3), np.float32)                     # the helper's model frames
+  assert figures.turntable(data, args, lambda: (dict(held_out_novel_iou=0.5), pred), truth) == dict(held_out_novel_iou=0.5)
+  assert len(truth) == len(shown) == 4 and truth[0] is drawn and (tmp_path / "turntable.gif").stat().st_size > 0
+  np.testing.assert_array_equal(truth[2], figures.shaded_truth(shown[2], figures.turntable_poses(), 16, 6))   # the ellipsoid's
 
 def test_figures_checkpoints_measure_novel_iou(tiny_run):
   checks = json.load(open(tiny_run / "metrics.json"))["checkpoint_novel_iou"]
