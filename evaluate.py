@@ -8,7 +8,7 @@ import render, shapes
 from sdfsrn import SDFSRN, load_checkpoint, read_metadata
 
 # S shapes, V views, P = H*W pixels, L latent size, G grid cells per axis
-CHUNK = 4                                  # views rendered at once when evaluating full images
+CHUNK = 4                                  # views rendered, or images encoded, at once when evaluating
 HELD_OUT = 30                              # shapes drawn with seed + 1 and never trained on, to measure generalisation
 SCORED_SHAPES = 100                        # training shapes scored (the first ones): evaluation costs no more past this
 GRID = 64                                  # SDF grid over the bounding cube for volumetric IoU and meshes

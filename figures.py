@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image, ImageDraw, UnidentifiedImageError
 from tinygrad import Tensor
 import render, shapes
-from evaluate import CHECK_SHAPES, chunked, fail, held_out, held_out_data, load_for_eval, log, over_disc, predicted_grids, render_views, save_obj
+from evaluate import CHECK_SHAPES, chunked, fail, held_out, load_for_eval, log, over_disc, predicted_grids, render_views, save_obj
 from sdfsrn import SDFSRN
 
 # V views, P = H*W pixels, L latent size, T turntable frames
@@ -89,11 +89,11 @@ def turntable_shapes(data:dict, held_data:dict) -> tuple[list[dict], np.ndarray,
   first = [families.index(f) for f in shapes.FAMILIES if f in families]
   return [data["shapes"][i] for i in first] + held_data["shapes"][:1], np.concatenate([data["images"][first], held_data["images"][:1]]), len(first)
 
-def turntable(data:dict, args, model_frames:Callable, truth:list) -> dict:
-  """The turntable GIF: each shape's shaded truth (truth: the frames train.py drew at the checkpoints; the rest are drawn
-  here) beside the model's frames, which a --workers helper draws meanwhile (model_frames() waits for them and the
-  held-out metrics; returns the metrics)."""
-  start, (shown, _, trained) = time.perf_counter(), turntable_shapes(data, held_out_data(args.res, args.seed, args.rotate))
+def turntable(shown:list[dict], args, model_frames:Callable, truth:list) -> dict:
+  """The turntable GIF of shown (turntable_shapes; the last is held out): each shape's shaded truth (truth: the frames
+  train.py drew at the checkpoints; the rest are drawn here) beside the model's frames, which a --workers helper draws
+  meanwhile (model_frames() waits for them and the held-out metrics; returns the metrics)."""
+  start, trained = time.perf_counter(), len(shown) - 1
   truth += [shaded_truth(shape, turntable_poses(), args.res, args.samples) for shape in shown[len(truth):]]
   metrics, pred = model_frames()
   labels = [x for k, s in enumerate(shown) for x in (f"{s['family']}{', held out' if k == trained else ''}\ntruth", "\nmodel")]

@@ -186,7 +186,7 @@ def train(args):
   held_out = workers.call(helpers, model, data, figures.held_out_and_turntable, args)   # in a helper, if any, beside the next lines
   metrics, novel_sdf, meshes = evaluate.evaluate(model, data, args.samples, args.seed)
   # figures.turntable draws the truth's frames not drawn yet, then the GIF with the helper's, and returns the held-out metrics
-  metrics |= figures.turntable(data, args, held_out, truth) | dict(epochs=args.epochs, config=config(args), workers=len(parts),
+  metrics |= figures.turntable(shown, args, held_out, truth) | dict(epochs=args.epochs, config=config(args), workers=len(parts),
                   train_seconds=round(trained, 1), device=Device.DEFAULT, checkpoint_novel_iou=checks)
   paths = figures.write_figures(data, args.out, metrics | dict(wall_seconds=round(time.perf_counter() - start, 1), loss_history=history), novel_sdf, meshes)
   log(f"training MSE {metrics['train_mse']:.4f}, novel-view IoU {metrics['novel_iou']:.3f}, volumetric IoU {metrics['volume_iou']:.3f} "

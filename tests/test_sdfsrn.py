@@ -510,7 +510,7 @@ def test_turntable_draws_only_the_truth_frames_not_drawn_at_checkpoints(tmp_path
   shown = figures.turntable_shapes(data, evaluate.held_out_data(16, 0, False))[0]                     # 3 families + 1 held out
   truth = [drawn := np.zeros((figures.TURNTABLE_FRAMES, 16, 16, 3), np.float32)]                    # as if train.py drew shape 0
   pred = np.zeros((len(shown), figures.TURNTABLE_FRAMES, 16, 16, 3), np.float32)                     # the helper's model frames
-  assert figures.turntable(data, args, lambda: (dict(held_out_novel_iou=0.5), pred), truth) == dict(held_out_novel_iou=0.5)
+  assert figures.turntable(shown, args, lambda: (dict(held_out_novel_iou=0.5), pred), truth) == dict(held_out_novel_iou=0.5)
   assert len(truth) == len(shown) == 4 and truth[0] is drawn and (tmp_path / "turntable.gif").stat().st_size > 0
   np.testing.assert_array_equal(truth[2], figures.shaded_truth(shown[2], figures.turntable_poses(), 16, 6))   # the ellipsoid's
 
