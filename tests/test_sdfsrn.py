@@ -366,9 +366,9 @@ def test_help():
 TINY = ["--shapes", "3", "--res", "16", "--samples", "6"]
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
+def tiny_run(tmp_path_factory):   # 4 epochs: the straight run that test_interrupt_then_resume_equals_straight_run interrupts
   out = tmp_path_factory.mktemp("tiny")
-  run = run_train("--epochs", "2", *TINY, "--out", str(out))
+  run = run_train("--epochs", "4", *TINY, "--out", str(out))
   assert run.returncode == 0, run.stderr[-2000:]
   return out
 
@@ -376,8 +376,8 @@ def test_tiny_end_to_end_run(tiny_run):
   metrics = json.load(open(tiny_run / "metrics.json"))
   for k in ("train_mse", "train_iou", "novel_iou", "epochs", "wall_seconds", "device", "novel_iou_box", "held_out_novel_iou",
             "volume_iou", "chamfer_l1", "fscore_0.02", "fscore_0.05", "sphere_baseline_volume_iou"): assert k in metrics
-  assert metrics["epochs"] == 2 and 0 <= metrics["train_iou"] <= 1 and len(metrics["loss_history"]) == 2
-  for f in ("model.safetensors", "triptych_0002.png", "novel_views.png", "turntable.gif", "loss_curve.png"): assert (tiny_run / f).stat().st_size > 0
+  assert metrics["epochs"] == 4 and 0 <= metrics["train_iou"] <= 1 and len(metrics["loss_history"]) == 4
+  for f in ("model.safetensors", "triptych_0004.png", "novel_views.png", "turntable.gif", "loss_curve.png"): assert (tiny_run / f).stat().st_size > 0
   assert Image.open(tiny_run / "turntable.gif").n_frames == figures.TURNTABLE_FRAMES
 
 def test_eval_reproduces_metrics(tiny_run):
@@ -408,9 +408,8 @@ def test_bad_input_is_one_clear_line(flags, tmp_path):
 
 def history(out_dir) -> list[float]: return json.load(open(os.path.join(out_dir, "metrics.json")))["loss_history"]
 
-def test_interrupt_then_resume_equals_straight_run(tmp_path):
-  straight, broken = str(tmp_path / "straight"), str(tmp_path / "broken")
-  assert run_train("--epochs", "4", *TINY, "--out", straight).returncode == 0
+def test_interrupt_then_resume_equals_straight_run(tiny_run, tmp_path):
+  straight, broken = str(tiny_run), str(tmp_path / "broken")
   proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "train.py"), "--epochs", "4", *TINY, "--out", broken],
                           stderr=subprocess.PIPE, text=True, cwd=ROOT)
   seen = ""
@@ -430,7 +429,7 @@ def test_interrupt_then_resume_equals_straight_run(tmp_path):
 def test_two_workers_train_as_one(tiny_run, tmp_path):
   # the tiny run used train.py's default on the CPU: 2 processes, each the gradient of part of every batch (2 + 1 of 3
   # shapes, weighted by their share), summed; one process must train the same model, up to float rounding
-  one = run_train("--epochs", "2", *TINY, "--out", str(tmp_path), "--workers", "1")
+  one = run_train("--epochs", "4", *TINY, "--out", str(tmp_path), "--workers", "1")
   assert one.returncode == 0, one.stderr[-2000:]
   two, one = (json.load(open(os.path.join(d, "metrics.json"))) for d in (tiny_run, tmp_path))
   assert (two["workers"], one["workers"]) == (2, 1)
@@ -438,18 +437,18 @@ def test_two_workers_train_as_one(tiny_run, tmp_path):
   for k in ("train_mse", "novel_iou", "volume_iou", "held_out_novel_iou"): assert two[k] == pytest.approx(one[k], rel=1e-4, abs=1e-6)
   (epoch_two, iou_two), = two["checkpoint_novel_iou"]   # measured by the helper with two processes, here with one
   (epoch_one, iou_one), = one["checkpoint_novel_iou"]
-  assert epoch_two == epoch_one == 2 and iou_two == pytest.approx(iou_one, rel=1e-4, abs=1e-6)
+  assert epoch_two == epoch_one == 4 and iou_two == pytest.approx(iou_one, rel=1e-4, abs=1e-6)
 
 def test_nan_loss_stops_and_keeps_checkpoint(tiny_run, tmp_path):
   path = str(tmp_path / "model.safetensors")
   saved = str(tiny_run / "model.safetensors")
   state, meta = nn.state.safe_load(saved), nn.state.safe_load_metadata(saved)[2]["__metadata__"]
   state = {k: v.to("CPU").realize() for k, v in state.items()}
-  state["model.decoder.layers.4.bias"] = Tensor([float("nan")])                     # poison, and pretend epoch 2 is left
-  nn.state.safe_save(state, path, metadata=meta | dict(epoch="1"))
+  state["model.decoder.layers.4.bias"] = Tensor([float("nan")])                     # poison, and pretend epoch 4 is left
+  nn.state.safe_save(state, path, metadata=meta | dict(epoch="3"))
   before = open(path, "rb").read()
-  out = run_train("--epochs", "2", *TINY, "--out", str(tmp_path), "--resume")
-  assert out.returncode != 0 and "nan" in out.stderr.splitlines()[-1] and "epoch 2" in out.stderr and "Traceback" not in out.stderr
+  out = run_train("--epochs", "4", *TINY, "--out", str(tmp_path), "--resume")
+  assert out.returncode != 0 and "nan" in out.stderr.splitlines()[-1] and "epoch 4" in out.stderr and "Traceback" not in out.stderr
   assert open(path, "rb").read() == before
 
 def one_clear_line(out) -> bool:
@@ -464,9 +463,9 @@ def test_unknown_device_and_unwritable_output(tmp_path):
 def test_resume_refuses_truncated_and_foreign_checkpoints(tiny_run, tmp_path):
   whole = open(tiny_run / "model.safetensors", "rb").read()
   (tmp_path / "model.safetensors").write_bytes(whole[:len(whole) // 2])                              # killed mid-copy
-  assert one_clear_line(run_train("--epochs", "2", *TINY, "--out", str(tmp_path), "--resume"))
+  assert one_clear_line(run_train("--epochs", "4", *TINY, "--out", str(tmp_path), "--resume"))
   (tmp_path / "model.safetensors").write_bytes(whole)                                                # another configuration
-  assert one_clear_line(run_train("--epochs", "2", "--shapes", "6", "--res", "16", "--samples", "6", "--out", str(tmp_path), "--resume"))
+  assert one_clear_line(run_train("--epochs", "4", "--shapes", "6", "--res", "16", "--samples", "6", "--out", str(tmp_path), "--resume"))
   assert open(tmp_path / "model.safetensors", "rb").read() == whole                                  # overwrote nothing
 
 # *** figures ***
@@ -516,4 +515,4 @@ def test_turntable_draws_only_the_truth_frames_not_drawn_at_checkpoints(tmp_path
 
 def test_figures_checkpoints_measure_novel_iou(tiny_run):
   checks = json.load(open(tiny_run / "metrics.json"))["checkpoint_novel_iou"]
-  assert len(checks) == 1 and checks[0][0] == 2 and 0 <= checks[0][1] <= 1                          # the run's only checkpoint: epoch 2
+  assert len(checks) == 1 and checks[0][0] == 4 and 0 <= checks[0][1] <= 1                          # the run's only checkpoint: epoch 4
