@@ -91,11 +91,9 @@ def helper(setup:Callable, args, share:float, conn):
   try:
     while True:
       message = conn.recv()
-      if callable(message[0]):
-        try: conn.send(message[0](model, data, *message[1:]))
-        except Exception as e: conn.send(e)   # e.g. the held-out shapes' evaluation failing: the main process raises it
-        continue
-      step(*message)   # shapes, rows, picks, T, lr
+      if not callable(message[0]): step(*message); continue   # shapes, rows, picks, T, lr
+      try: conn.send(message[0](model, data, *message[1:]))
+      except Exception as e: conn.send(e)   # e.g. the held-out shapes' evaluation failing: the main process raises it
   except (EOFError, OSError): pass   # the main process has finished, failed or been killed
 
 def spawn(setup:Callable, args, shares:list[float]) -> list:
