@@ -29,17 +29,14 @@ class ConcatDecoder:
     x = x.cat(inputs, dim=-1).linear(self.skip[0].T, self.skip[1]).relu()                    # [B,...,C+L+3] -> [B,...,C]
     return self.last(self.fourth(x).relu()).squeeze(-1)                                      # [B,...]
 
-def full_min_sdf(sdf_fn, origin:Tensor, direction:Tensor, depth:Tensor, sdf:Tensor) -> Tensor:
-  return sdf_fn(render.at(origin, direction, depth)).min(-1)                               # [B,R] autograd through all N; sdf unused
-
 def measure(name:str, naive:bool=False, views:int=1, symmetric:bool=False, shading:float=0.0, supervise_3d:bool=False) -> float:
   data = shapes.make_dataset(train.SHAPES, train.RES, train.SEED, views=views)
   Tensor.manual_seed(0)
   model = SDFSRN(train.RES, symmetric=symmetric)
   if naive: model.decoder = ConcatDecoder(model.decoder)
   opt = nn.optim.Adam(nn.state.get_parameters(model), lr=train.LR)
-  step = train.make_step(model, opt, train.device_data(data, supervise_3d), train.SAMPLES, shading, supervise_3d,
-                         min_sdf=full_min_sdf if naive else render.min_sdf)
+  step = train.make_step(model, opt, train.device_data(data, supervise_3d), train.SAMPLES, shading, supervise_3d,   # naive: autograd
+                         min_sdf=(lambda sdf_fn, o, d, depth, _: sdf_fn(render.at(o, d, depth)).min(-1)) if naive else render.min_sdf)   # through all N
   batches = train.batches(np.random.default_rng(0), train.SHAPES, views, train.RES)
   return timed(name, lambda i: step(*batches[i % len(batches)], train.T_END, train.LR).item())
 

@@ -122,13 +122,12 @@ def predicted_grids(model:SDFSRN, latent:np.ndarray) -> np.ndarray:
   cells = grid_points().reshape(B, C, B, C, B, C, 3).transpose(0, 2, 4, 1, 3, 5, 6).reshape(B ** 3, C ** 3, 3)   # [B^3,C^3,3] by block
   centres = cells.mean(1)                                                                           # [B^3,3]
   reach = MARGIN * np.sqrt(3) * (C - 1) / 2 * 2 * render.BOUND / GRID                               # MARGIN x centre to farthest cell
-  grids = []
-  for z in latent:
+  def grid(z:np.ndarray) -> np.ndarray:                                                            # [G,G,G] of latent z [L]
     coarse = decode(z, centres)                                                                     # [B^3]
     value, near = np.repeat(coarse[:, None], C ** 3, 1), np.abs(coarse) < reach                    # [B^3,C^3], [B^3]
     value[near] = decode(z, cells[near].reshape(-1, 3)).reshape(-1, C ** 3)
-    grids.append(value.reshape(B, B, B, C, C, C).transpose(0, 3, 1, 4, 2, 5).reshape(GRID, GRID, GRID))
-  return np.stack(grids)
+    return value.reshape(B, B, B, C, C, C).transpose(0, 3, 1, 4, 2, 5).reshape(GRID, GRID, GRID)
+  return np.stack([grid(z) for z in latent])
 
 def mesh_points(vertices:np.ndarray, faces:np.ndarray, n:int, rng:np.random.Generator) -> np.ndarray:
   """n points [n,3] uniform by area on a triangle mesh."""

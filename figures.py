@@ -82,12 +82,12 @@ def save_gif(columns:list[np.ndarray], labels:list[str], path:str):
   frames = [sheet([[column[t] for column in columns]], labels) for t in range(TURNTABLE_FRAMES)]
   frames[0].save(path, save_all=True, append_images=frames[1:], duration=FRAME_MS, loop=0)
 
-def turntable_shapes(data:dict, held_data:dict) -> tuple[list[dict], np.ndarray, int]:
-  """What the turntable shows: the first shape of each family and the first held-out shape, their input images
-  [K,3,H,W], and how many of them were trained on."""
+def turntable_shapes(data:dict, held_data:dict) -> tuple[list[dict], np.ndarray]:
+  """What the turntable shows: the first shape of each family and the first held-out shape (the last), and their input
+  images [K,3,H,W]."""
   families = [s["family"] for s in data["shapes"]]
   first = [families.index(f) for f in shapes.FAMILIES if f in families]
-  return [data["shapes"][i] for i in first] + held_data["shapes"][:1], np.concatenate([data["images"][first], held_data["images"][:1]]), len(first)
+  return [data["shapes"][i] for i in first] + held_data["shapes"][:1], np.concatenate([data["images"][first], held_data["images"][:1]])
 
 def turntable(shown:list[dict], args, model_frames:Callable, truth:list) -> dict:
   """The turntable GIF of shown (turntable_shapes; the last is held out): each shape's shaded truth (truth: the frames

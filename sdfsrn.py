@@ -17,23 +17,23 @@ TILE = (16, 4)      # tiled() on the CPU: 16 output channels x 4 rows at a time
 def tiled(x:Tensor, weight:Tensor, bias:Tensor|None=None, relu:bool=False, grad_fxn=None, rows:int=TILE[1], transposed:bool=False) -> Tensor:
   """x @ weight (+ bias, then relu if asked): [...,I] x [I,O] -> [...,O] in one kernel whose register tile is set here,
   not by tinygrad 0.14's heuristic (README, Benchmark, stops 17 and 23): TILE[0] output channels (their gcd with O) x
-  `rows` rows (dividing the rows) summed in registers, then written out in a loop of their own. transposed: weight [O,I] as
-  nn.Linear keeps it, for a few rows: 4 outputs (4 must divide O) x `rows` rows, the sum unrolled by 4, so the weight is
-  read once. grad_fxn: its gradient."""
+  `rows` rows (dividing the rows) summed in registers, then written out in a loop of their own. transposed: weight [O,I]
+  as nn.Linear keeps it, no bias or relu, for a few rows: tinygrad's kernel with 4 outputs (4 must divide O) x `rows`
+  rows, the sum unrolled by 4, so the weight is read once. grad_fxn: its gradient."""
   def kernel(out:UOp, x:UOp, weight:UOp, *bias:UOp) -> UOp:
     out, x = out.reshape(-1, out.shape[-1]), x.reshape(-1, x.shape[-1])                            # [P,O], [P,I]
     (P, O), R, C, k = out.shape, rows, math.gcd(out.shape[1], TILE[0]), UOp.range(x.shape[1], 4, AxisType.REDUCE)
     if transposed:
-      i, o, opts = UOp.range(P, 0), UOp.range(O, 1), (Opt(OptOps.UPCAST, 1, 4), Opt(OptOps.UNROLL, 0, 4), Opt(OptOps.UPCAST, 0, R))
-      y, at, loops = (x[i, k] * weight[o, k]).reduce(k, arg=Ops.ADD), (i, o), (i, o)
-    else:   # an upcast tile's outputs are float4 stores, so clang vectorises it 4 wide; stored in a loop, 8 (AVX2) or 16 wide
-      i, o, t, r, c = UOp.range(P // R, 0), UOp.range(O // C, 1), UOp.range(R * C, 5), UOp.range(R, 2, AxisType.UPCAST), UOp.range(C, 3, AxisType.UPCAST)
-      registers = UOp.placeholder((R * C,), dtypes.float, slot=0, addrspace=AddrSpace.REG)          # [R*C] the tile
-      acc = registers.after(i, o)[r * C + c].set(0.0)
-      acc = acc[r * C + c].set(acc.after(k)[r * C + c] + x[i * R + r, k] * weight[k, o * C + c])
-      y, at, loops, opts = registers.after(acc.end(r, c, k))[t], (i * R + t // C, o * C + t % C), (t, i, o), ()
-    y = y + (bias[0][at[1]] if bias else 0.0)
-    return out[at].store(y.maximum(0.0) if relu else y).end(*loops).sink(arg=KernelInfo(name=f"tiled_{x.shape[1]}_{O}", opts_to_apply=opts))
+      i, o, tile = UOp.range(P, 0), UOp.range(O, 1), (Opt(OptOps.UPCAST, 1, 4), Opt(OptOps.UNROLL, 0, 4), Opt(OptOps.UPCAST, 0, R))
+      return out[i, o].store((x[i, k] * weight[o, k]).reduce(k, arg=Ops.ADD)).end(i, o).sink(arg=KernelInfo(name=f"tiled_{x.shape[1]}_{O}", opts_to_apply=tile))
+    # an upcast tile's outputs are float4 stores, so clang vectorises it 4 wide; stored in a loop, 8 (AVX2) or 16 wide
+    i, o, t, r, c = UOp.range(P // R, 0), UOp.range(O // C, 1), UOp.range(R * C, 5), UOp.range(R, 2, AxisType.UPCAST), UOp.range(C, 3, AxisType.UPCAST)
+    registers = UOp.placeholder((R * C,), dtypes.float, slot=0, addrspace=AddrSpace.REG)              # [R*C] the tile
+    acc = registers.after(i, o)[r * C + c].set(0.0)
+    acc = acc[r * C + c].set(acc.after(k)[r * C + c] + x[i * R + r, k] * weight[k, o * C + c])
+    y = registers.after(acc.end(r, c, k))[t] + (bias[0][o * C + t % C] if bias else 0.0)
+    info = KernelInfo(name=f"tiled_{x.shape[1]}_{O}", opts_to_apply=())                            # () : no heuristic's upcasts
+    return out[i * R + t // C, o * C + t % C].store(y.maximum(0.0) if relu else y).end(t, i, o).sink(arg=info)
   out = Tensor.empty(*x.shape[:-1], weight.shape[0 if transposed else 1], device=x.device)           # [...,O]
   return out.custom_kernel(x, weight, *([] if bias is None else [bias]), fxn=kernel, grad_fxn=grad_fxn)[0]
 

@@ -25,9 +25,8 @@ def random_rotation(rng:np.random.Generator) -> np.ndarray:
 def random_shape(family:str, rng:np.random.Generator, rotate:bool=False) -> dict:
   """Boxes and ellipsoids sit axis-aligned in a canonical frame, as ShapeNet objects do for SDF-SRN, unless rotate."""
   # sizes keep every point inside the unit sphere: sphere r <= 0.75, box corner <= sqrt(3)*0.5 = 0.87, ellipsoid axes <= 0.75
-  if family == "sphere": return dict(family=family, rotation=np.eye(3), size=np.full(3, rng.uniform(*SIZES[family])))
-  size = rng.uniform(*SIZES[family], 3)
-  return dict(family=family, rotation=random_rotation(rng) if rotate else np.eye(3), size=size)
+  size = rng.uniform(*SIZES[family], 1 if family == "sphere" else 3) * np.ones(3)                  # a sphere: one radius
+  return dict(family=family, rotation=random_rotation(rng) if rotate and family != "sphere" else np.eye(3), size=size)
 
 def shape_sdf(shape:dict, point:np.ndarray) -> np.ndarray:
   """Signed distance (negative inside) at world points [...,3]. Sphere and box are exact. The ellipsoid is a bound:

@@ -25,9 +25,12 @@ def host(tensors:tuple[Tensor, ...]) -> list[np.ndarray]:
   return views
 
 def receive(conn):
-  """The next object from the other end of a pipe; an ended helper is an OSError."""
-  try: return conn.recv()
+  """The next object from the other end of a pipe; an ended helper is an OSError, and an error a helper sent (call) is
+  raised here, so train.py says it in one line."""
+  try: out = conn.recv()
   except EOFError: raise OSError("a --workers helper process ended (its error, if any, is above)") from None
+  if isinstance(out, Exception): raise out
+  return out
 
 def block(views:list[np.ndarray], name:str|None=None) -> tuple[shared_memory.SharedMemory, list[np.ndarray]]:
   """A block of shared memory and its parts, cut like views: made (and unlinked when this process exits) or, given its
@@ -75,11 +78,7 @@ def call(helpers:list, model, data:dict, fn:Callable, *args) -> Callable:
   same), or here and now without one; returns the function that waits for the result."""
   if not helpers: result = fn(model, data, *args); return lambda: result
   helpers[0].send((fn, *args))
-  def result():
-    out = receive(helpers[0])
-    if isinstance(out, Exception): raise out   # the helper's error, raised here: train.py says it in one line
-    return out
-  return result
+  return lambda: receive(helpers[0])
 
 def helper(setup:Callable, args, share:float, conn):
   """A helper process: the step of its part of every batch the main process sends, and any function call, until the main
