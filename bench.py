@@ -57,7 +57,8 @@ def timed(name:str, step:Callable[[int], None]) -> float:
   for i in range(STEPS):
     step(i)
   ms = (time.perf_counter() - start) / STEPS * 1000
-  points = train.BATCH * (train.RES // train.BLOCK) ** 2 * (train.SAMPLES + 1)   # B x R x (N searched + 1 with gradient)
+  # B x R x (N searched + 1 with gradient)
+  points = train.BATCH * (train.RES // train.BLOCK) ** 2 * (train.SAMPLES + 1)
   memory = GlobalCounters.mem_used / 2 ** 20
   rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 10
   print(f"{name:>14}: {ms:8.1f} ms/step  {points / ms * 1000 / 1e6:6.2f} M points/s  first step {first:5.1f} s  "

@@ -56,7 +56,8 @@ def parse(defaults:dict, argv:list[str]|None=None) -> argparse.Namespace:
   if args.res < 16 or args.res % 16:
     p.error("--res must be a multiple of 16 (four stride-2 convolutions and 4x4 ray blocks)")
   if args.symmetric and args.rotate:
-    p.error("--symmetric assumes shapes mirror-symmetric about the coordinate planes; rotated shapes (--rotate) are not")
+    p.error("--symmetric assumes shapes mirror-symmetric about the coordinate planes; "
+            "rotated shapes (--rotate) are not")
   if args.pose and args.rotate:
     p.error("--pose turns the frame by quarter-turns about the vertical axis, which maps only axis-aligned shapes "
             "to each other; leave out --rotate")
@@ -102,11 +103,13 @@ def device_error(e:Exception) -> str:
     return (f"{name} compiles CUDA C with NVRTC, which is missing (the CUDA toolkit or pip's nvidia-cuda-nvrtc has "
             f"it; NVRTC_PATH names the library): install it, or use DEV=CUDA:PTX, which needs only the driver")
   if (isinstance(e, FileNotFoundError) and "clang" in str(e)) or "no usable devices" in str(e):
-    return "tinygrad's CPU device compiles with clang, which is missing: apt-get install clang (macOS: xcode-select --install)"
+    return ("tinygrad's CPU device compiles with clang, which is missing: apt-get install clang "
+            "(macOS: xcode-select --install)")
   if name == "METAL" and platform.system() != "Darwin":
     return f"Metal runs only on macOS and this is {platform.system()}: leave out METAL=1 / DEV=METAL; {works_here}"
   if name == "NV" and isinstance(e, StopIteration):   # the GPU's compute class is not in tinygrad 0.14's list
-    return "tinygrad 0.14's NV device drives Ampere, Ada and Blackwell GPUs, not this one (Hopper: H100, H200): use DEV=CUDA"
+    return ("tinygrad 0.14's NV device drives Ampere, Ada and Blackwell GPUs, not this one (Hopper: H100, H200): "
+            "use DEV=CUDA")
   if name in ("CUDA", "NV"):
     return (f"{name} found no NVIDIA GPU and driver ({why}): install the driver, or leave out {name}=1 / DEV={name}; "
             f"{works_here}")

@@ -147,7 +147,8 @@ def predicted_grids(model:SDFSRN, code:np.ndarray) -> np.ndarray:
     """The SDF [n] of code z [L] at points [n,3]."""
     chunks = np.pad(point, ((0, -len(point) % M), (0, 0))).reshape(-1, 1, M, 3)
     return np.concatenate([jitted(z[None], p).numpy()[0] for p in chunks])[:len(point)]
-  cells = grid_points().reshape(B, C, B, C, B, C, 3).transpose(0, 2, 4, 1, 3, 5, 6).reshape(B ** 3, C ** 3, 3)   # by block
+  cells = grid_points().reshape(B, C, B, C, B, C, 3).transpose(0, 2, 4, 1, 3, 5, 6)
+  cells = cells.reshape(B ** 3, C ** 3, 3)                                                   # [B^3,C^3,3] by block
   centres = cells.mean(1)                                                                    # [B^3,3]
   reach = MARGIN * np.sqrt(3) * (C - 1) / 2 * 2 * render.BOUND / GRID   # MARGIN x centre to farthest cell
   def grid(z:np.ndarray) -> np.ndarray:
@@ -224,7 +225,8 @@ def evaluate_3d(pred_grid:np.ndarray, shape_list:list[dict], seed:int) -> tuple[
   return mean(rows), mean(base), meshes
 
 def save_obj(path:str, vertices:np.ndarray, faces:np.ndarray):
-  lines = [f"v {x:.5f} {y:.5f} {z:.5f}\n" for x, y, z in vertices] + [f"f {a + 1} {b + 1} {c + 1}\n" for a, b, c in faces]
+  lines = [f"v {x:.5f} {y:.5f} {z:.5f}\n" for x, y, z in vertices]
+  lines += [f"f {a + 1} {b + 1} {c + 1}\n" for a, b, c in faces]
   with open(path, "w") as f:
     f.write("".join(lines))
 
@@ -274,3 +276,42 @@ def evaluate_checkpoint(path:str, workers:int=1):
     else:
       metrics |= held_out(model, config["res"], config["samples"], config["seed"], config["rotate"])[0]
   print(json.dumps(metrics | dict(device=Device.DEFAULT)))
+
+# *** the pose-blind ceiling: how well any model that is not told the input view's pose can do on new shapes ***
+
+def volume_iou(family:str, size:np.ndarray, others:np.ndarray, points:np.ndarray) -> np.ndarray:
+  """Volumetric IoU [K] of an axis-aligned shape of a family with half-extents size [3] against others [K,3]: exact
+  for boxes (two centred boxes meet in a box), for ellipsoids counted over points [n,3] uniform in [-1,1]^3."""
+  if family == "box":
+    inter = np.prod(np.minimum(size, others), -1)                                       # [K]
+    return inter / (np.prod(size) + np.prod(others, -1) - inter)
+  inside = ((points / size) ** 2).sum(-1) < 1                                           # [n]
+  other = ((points[None] / others[:, None]) ** 2).sum(-1) < 1                           # [K,n]
+  return (other & inside).sum(-1) / np.maximum((other | inside).sum(-1), 1)
+
+def pose_blind_ceiling(count:int=300, seed:int=0, steps:int=9, samples:int=40000) -> dict:
+  """The best volumetric IoU a model can expect on a new box or ellipsoid (a,b,c) when its image is also that of the
+  twin (c,b,a) seen a quarter-turn later, each equally likely: the better of committing to one twin (IoU 1 or the
+  twins' IoU) and the best single guess (p,b,q) for both, p and q on a grid of steps values from min(a,c) to
+  max(a,c). Monte Carlo over count shapes of each family from the data's size ranges (ellipsoids over samples
+  points); the mean and its standard error by family, and over the three families with spheres (never ambiguous) 1."""
+  rng = np.random.default_rng(seed)
+  points = rng.uniform(-1, 1, (samples, 3))
+  out, means = {}, [1.0]
+  for family in ("box", "ellipsoid"):
+    best = []
+    for _ in range(count):
+      size = rng.uniform(*shapes.SIZES[family], 3)
+      twin = size[::-1]
+      grid = np.linspace(min(size[0], size[2]), max(size[0], size[2]), steps)
+      guesses = np.array([[p, size[1], q] for p in grid for q in grid] + [twin])        # [K,3], the twin last
+      score = (volume_iou(family, size, guesses, points) + volume_iou(family, twin, guesses, points)) / 2
+      best.append(float(score.max()))   # the twin's score is committing: (1 + the twins' IoU) / 2
+    out[f"{family}_volume_iou"] = float(np.mean(best))
+    out[f"{family}_standard_error"] = float(np.std(best) / np.sqrt(count))
+    means.append(np.mean(best))
+  out["volume_iou_over_families"] = float(np.mean(means))
+  return out
+
+if __name__ == "__main__":   # python evaluate.py: the pose-blind ceiling (docs/experiments.md)
+  print(json.dumps(pose_blind_ceiling()))

@@ -72,7 +72,8 @@ class PatchConv2d(nn.Conv2d):
   of the product are tiled() kernels (the first layer's patch gradient is never needed and skipped by tinygrad)."""
   def __call__(self, x:Tensor) -> Tensor:
     B, C, H, W = x.shape
-    patch = x.reshape(B, C, H // 2, 2, W // 2, 2).permute(0, 2, 4, 1, 3, 5).reshape(B, H // 2, W // 2, C * 4)   # [B,h,w,4C]
+    patch = x.reshape(B, C, H // 2, 2, W // 2, 2).permute(0, 2, 4, 1, 3, 5)
+    patch = patch.reshape(B, H // 2, W // 2, C * 4)                                                       # [B,h,w,4C]
     weight = self.weight.reshape(self.weight.shape[0], -1)                                                   # [O,4C]
     if not on_cpu(x) or B * H * W // 4 % 4:
       return patch.linear(weight.T, self.bias).permute(0, 3, 1, 2)                                          # [B,O,h,w]
@@ -118,13 +119,14 @@ class TiledDense(sdfsrn.Dense):
       g = Tensor(g)                                                    # [P',O]
       if relu:
         g = g * ((x @ weight + bias) > 0)
-      # the layer's [O,I] weight gets g.T @ x in a buffer of its own, not a transposed view: workers.py reads it in place
+      # the layer's [O,I] weight gets g.T @ x in a buffer of its own, not a transposed view: workers.py reads it in
+      # place
       return None, (g @ weight.T).uop, tiled(g.T.contiguous(), x).T.uop, g.sum(0).uop
     y = tiled(flat, self.weight.T.contiguous(), self.bias, relu, grad)  # [P',O]
     return y[:P].reshape(*x.shape[:-1], y.shape[-1])                   # [...,O]
 
 def swapped(layer, kind:type):
-  """The same layer, weights and all (the same Tensor objects: an optimizer built before still updates them), as kind."""
+  """The same layer, weights and all, as kind: the same Tensor objects, so an optimizer built before updates them."""
   fast = kind.__new__(kind)
   fast.__dict__.update(layer.__dict__)
   return fast

@@ -1,7 +1,7 @@
-# The pictures of a trained Mini SDF-SRN: shaded renders of any sdf_fn (the model's and the true shapes', through the same
-# renderer), the triptych, the novel views worst first, the turntable GIF, the loss curve; and `--image PHOTO`, a user's
-# picture turned into views, a turntable and a mesh. Imports evaluate for the renders and meshes; never train.py.
-import json, os, time
+# The pictures of a trained Mini SDF-SRN: shaded renders of any sdf_fn (the model's and the true shapes', through the
+# same renderer), the triptych, the novel views worst first, the turntable GIF, the loss curve; and `--image PHOTO`, a
+# user's picture turned into views, a turntable and a mesh. Imports evaluate for the renders and meshes; never train.py.
+import json, os
 import numpy as np
 from PIL import Image, ImageDraw, UnidentifiedImageError
 from tinygrad import Tensor
@@ -160,7 +160,8 @@ def loss_curve(history:list[float], metrics:dict, path:str, size=(760, 440), mar
   def y_iou(v:float) -> float:
     return float(to_pixel(v, 0, 1, h - bottom, top))
   step = next(s for s in (m * 10 ** k for k in range(9) for m in (1, 2, 5)) if E <= 8 * s)   # at most 9 epoch ticks
-  ticks = [((x(e), h - bottom), (0, 5), str(e), "ma") for e in range(0, E + 1, step)]        # where, length, label, anchor
+  # (where, length, label, anchor)
+  ticks = [((x(e), h - bottom), (0, 5), str(e), "ma") for e in range(0, E + 1, step)]
   ticks += [((left, y(10 ** k)), (-5, 0), f"{10.0 ** k:g}", "rm") for k in np.arange(low, high + 1)]
   ticks += [((left, y(m * 10 ** k)), (-2, 0), "", "rm") for k in np.arange(low, high) for m in range(2, 10)]   # minor
   if checks:
@@ -203,7 +204,8 @@ def read_image(path:str, res:int) -> np.ndarray:
   """A user's picture of any size or mode as the network's input [3,res,res] in [0,1], framed as the training images
   are: on black (transparency composited on black; a light background filled with black from the corners, at full
   size so no blended ring is left), the object's bounding box centred and its longer side FRAME_FILL of the frame,
-  aspect ratio kept (black added around it), then shrunk. Each change is said."""
+  aspect ratio kept (black added around it), then shrunk by averaging. A picture without a background around the
+  object is only made square. Each change is said."""
   try:
     image = Image.open(path)
     if image.mode.startswith("I"):   # 16-bit: to 8
@@ -224,15 +226,22 @@ def read_image(path:str, res:int) -> np.ndarray:
     for corner in ((0, 0), (w - 1, 0), (0, h - 1), (w - 1, h - 1)):
       ImageDraw.floodfill(image, corner, (0, 0, 0), thresh=FILL_THRESHOLD)
     rgb = np.asarray(image, np.float32) / 255
+  h, w = rgb.shape[:2]
   rows, columns = np.nonzero(rgb.max(-1) > 0.05)                                               # the object's pixels
-  if len(rows):
+  apart = len(rows) and rows.min() > 0 and columns.min() > 0 and rows.max() < h - 1 and columns.max() < w - 1
+  if apart:   # the object on black, clear of the edges: framed as the training images frame their shapes
     top, bottom, left, right = rows.min(), rows.max() + 1, columns.min(), columns.max() + 1
-    side = int(np.ceil(max(bottom - top, right - left) / FRAME_FILL))                          # the square frame
-    centre_y, centre_x = (top + bottom) // 2, (left + right) // 2
+    side = int(np.ceil(max(bottom - top, right - left) / FRAME_FILL))
+    corner = (side // 2 - (left + right) // 2, side // 2 - (top + bottom) // 2)
     log(f"{path}: the object ({right - left}x{bottom - top} pixels) centred in a {side}x{side} frame, as in training")
-    frame = Image.new("RGB", (side, side), "black")
-    frame.paste(image, (side // 2 - centre_x, side // 2 - centre_y))
-    image = frame
+  else:       # no background around it: the picture as it is, black added to make it square
+    side = max(h, w)
+    corner = ((side - w) // 2, (side - h) // 2)
+    if h != w:
+      log(f"{path}: no background around the object; made square with black, keeping its aspect ratio")
+  frame = Image.new("RGB", (side, side), "black")
+  frame.paste(image, corner)
+  image = frame
   return (np.asarray(image.resize((res, res), Image.BOX), np.float32) / 255).transpose(2, 0, 1)   # [3,H,W]
 
 def reconstruct(path:str, image_path:str, out:str):

@@ -8,11 +8,15 @@ FAMILIES = ("sphere", "box", "ellipsoid")
 CAMERA_DISTANCE = 2.5   # the unit sphere that bounds every shape subtends 23.6 degrees of half-angle from here ...
 FOV_DEGREES = 50.0      # ... so it just fits inside this 25-degree half field of view, with a thin margin
 MAX_ELEVATION = 30.0    # training views: azimuth uniform in [0,360), elevation uniform in +-30 degrees
-NOVEL_VIEWS = 6         # novel view k: azimuth = train + 30 + 60k degrees, elevation +20/-20 alternating (never the training view)
-LIGHT = np.array([-0.4, 0.6, 1.0]) / np.linalg.norm([-0.4, 0.6, 1.0])  # in camera coordinates: from upper left, behind the camera
+NOVEL_VIEWS = 6         # novel view k: azimuth = train + 30 + 60k degrees, elevation +20/-20 alternating
+                        # (never the training view)
+# in camera coordinates: from upper left, behind the camera
+LIGHT = np.array([-0.4, 0.6, 1.0]) / np.linalg.norm([-0.4, 0.6, 1.0])
 ALBEDO = np.array([0.9, 0.65, 0.35], np.float32)
-SIZES = dict(sphere=(0.35, 0.75), box=(0.2, 0.5), ellipsoid=(0.2, 0.75))   # radius, half-extents, semi-axes: uniform in these
-NEAR_SURFACE = 0.05     # --supervise-3d: std of the Gaussian offset of the points near the surface (DeepSDF's perturbation)
+# radius, half-extents, semi-axes: uniform in these
+SIZES = dict(sphere=(0.35, 0.75), box=(0.2, 0.5), ellipsoid=(0.2, 0.75))
+NEAR_SURFACE = 0.05     # --supervise-3d: std of the Gaussian offset of the points near the surface
+                        # (DeepSDF's perturbation)
 AMBIENT = 0.25          # shade = AMBIENT + (1 - AMBIENT) * max(0, normal . light): Lambert's law plus a floor
 
 # *** shapes: family, rotation [3,3] (world <- local) and size [3] (radius, half-extents or semi-axes) ***
@@ -24,8 +28,9 @@ def random_rotation(rng:np.random.Generator) -> np.ndarray:
 
 def random_shape(family:str, rng:np.random.Generator, rotate:bool=False) -> dict:
   """Boxes and ellipsoids sit axis-aligned in a canonical frame, as ShapeNet objects do for SDF-SRN, unless rotate."""
-  # sizes keep every point inside the unit sphere: sphere r <= 0.75, box corner <= sqrt(3)*0.5 = 0.87, ellipsoid axes <= 0.75
-  size = rng.uniform(*SIZES[family], 1 if family == "sphere" else 3) * np.ones(3)                  # a sphere: one radius
+  # sizes keep every point inside the unit sphere: sphere r <= 0.75, box corner <= sqrt(3)*0.5 = 0.87,
+  # ellipsoid axes <= 0.75
+  size = rng.uniform(*SIZES[family], 1 if family == "sphere" else 3) * np.ones(3)  # a sphere: one radius
   return dict(family=family, rotation=random_rotation(rng) if rotate and family != "sphere" else np.eye(3), size=size)
 
 def shape_sdf(shape:dict, point:np.ndarray) -> np.ndarray:
@@ -35,7 +40,8 @@ def shape_sdf(shape:dict, point:np.ndarray) -> np.ndarray:
   and the 3-D metrics use."""
   p = point @ shape["rotation"]                                        # [...,3] local coordinates (R^T p)
   a = shape["size"]
-  if shape["family"] == "sphere": return np.linalg.norm(p, axis=-1) - a[0]
+  if shape["family"] == "sphere":
+    return np.linalg.norm(p, axis=-1) - a[0]
   if shape["family"] == "box":
     q = np.abs(p) - a
     return np.linalg.norm(np.maximum(q, 0), axis=-1) + np.minimum(q.max(-1), 0)
@@ -46,7 +52,8 @@ def intersect(shape:dict, origin:np.ndarray, direction:np.ndarray) -> tuple[np.n
   """Exact first hit of rays [P,3] with the shape: depth [P] (inf on a miss) and world normal [P,3]."""
   o, d, a = origin @ shape["rotation"], direction @ shape["rotation"], shape["size"]   # [P,3] local frame
   if shape["family"] == "box":   # slab test
-    with np.errstate(divide="ignore", invalid="ignore"): t0, t1 = (-a - o) / d, (a - o) / d   # [P,3]
+    with np.errstate(divide="ignore", invalid="ignore"):
+      t0, t1 = (-a - o) / d, (a - o) / d                                # [P,3]
     near, far = np.minimum(t0, t1).max(-1), np.maximum(t0, t1).min(-1)  # [P]
     depth = np.where((near <= far) & (far > 0), near, np.inf)
     local = o + np.where(np.isfinite(depth), depth, 0)[:, None] * d
@@ -106,13 +113,14 @@ def view_rays(poses:np.ndarray, res:int) -> tuple[np.ndarray, np.ndarray]:
   return np.stack([r[0] for r in rays]), np.stack([r[1] for r in rays])
 
 def world_light(azimuth:float, elevation:float) -> np.ndarray:
-  return (camera(azimuth, elevation)[1] @ LIGHT).astype(np.float32)                    # [3] the light moves with the camera
+  return (camera(azimuth, elevation)[1] @ LIGHT).astype(np.float32)          # [3] the light moves with the camera
 
 def world_lights(poses:np.ndarray) -> np.ndarray:
-  return np.stack([world_light(az, el) for az, el in poses.reshape(-1, 2)])            # [V,3] for poses [...,2]
+  return np.stack([world_light(az, el) for az, el in poses.reshape(-1, 2)])  # [V,3] for poses [...,2]
 
 def render_view(shape:dict, azimuth:float, elevation:float, res:int) -> tuple[np.ndarray, np.ndarray]:
-  """Shaded RGB image [3,res,res] (Lambert + ambient, so the encoder sees depth cues) and binary silhouette [res,res]."""
+  """Shaded RGB image [3,res,res] (Lambert + ambient, so the encoder sees depth cues) and binary
+  silhouette [res,res]."""
   origin, direction = camera_rays(azimuth, elevation, res)
   depth, normal = intersect(shape, np.broadcast_to(origin, direction.shape), direction)
   hit = np.isfinite(depth)                                                              # [P]
@@ -139,15 +147,18 @@ def make_dataset(n_shapes:int, res:int, seed:int, rotate:bool=False, views:int=1
   drawn = [random_shape(FAMILIES[i % len(FAMILIES)], rng, rotate) for i in range(n_shapes)]
   poses = np.stack([rng.uniform(0, 360, n_shapes), rng.uniform(-MAX_ELEVATION, MAX_ELEVATION, n_shapes)], 1)   # [S,2]
   inputs = [render_view(s, *pose, res) for s, pose in zip(drawn, poses)]
-  novel = np.stack([novel_poses(az) for az, _ in poses])                                                        # [S,V,2]
+  novel = np.stack([novel_poses(az) for az, _ in poses])                                                       # [S,V,2]
   novel_silhouettes = np.stack([[render_view(s, *pose, res)[1] for pose in ps] for s, ps in zip(drawn, novel)])
-  data = dict(shapes=drawn, poses=poses.astype(np.float32), images=np.stack([v[0] for v in inputs]),    # [S,3,H,W]
-              silhouettes=np.stack([v[1] for v in inputs]), novel_poses=novel.astype(np.float32),        # [S,H,W] [S,V,2]
-              novel_silhouettes=novel_silhouettes)                                                       # [S,V,H,W]
+  data = dict(shapes=drawn, poses=poses.astype(np.float32), images=np.stack([v[0] for v in inputs]),   # [S,3,H,W]
+              silhouettes=np.stack([v[1] for v in inputs]), novel_poses=novel.astype(np.float32),      # [S,H,W] [S,V,2]
+              novel_silhouettes=novel_silhouettes)                                                     # [S,V,H,W]
   extra_rng = np.random.default_rng([seed, 1])
-  extra = np.stack([extra_rng.uniform(0, 360, (n_shapes, views - 1)), extra_rng.uniform(-MAX_ELEVATION, MAX_ELEVATION, (n_shapes, views - 1))], -1)
-  data["view_poses"] = np.concatenate([poses[:, None], extra], 1).astype(np.float32)                            # [S,K,2]
+  extra = np.stack([extra_rng.uniform(0, 360, (n_shapes, views - 1)),
+                    extra_rng.uniform(-MAX_ELEVATION, MAX_ELEVATION, (n_shapes, views - 1))], -1)
+  data["view_poses"] = np.concatenate([poses[:, None], extra], 1).astype(np.float32)                           # [S,K,2]
   rendered = [[render_view(s, *pose, res) for pose in ps[1:]] for s, ps in zip(drawn, data["view_poses"])]
-  data["view_images"] = np.stack([np.stack([data["images"][i]] + [v[0] for v in r]) for i, r in enumerate(rendered)])       # [S,K,3,H,W]
-  data["view_silhouettes"] = np.stack([np.stack([data["silhouettes"][i]] + [v[1] for v in r]) for i, r in enumerate(rendered)])  # [S,K,H,W]
+  data["view_images"] = np.stack(
+    [np.stack([data["images"][i]] + [v[0] for v in r]) for i, r in enumerate(rendered)])  # [S,K,3,H,W]
+  data["view_silhouettes"] = np.stack(
+    [np.stack([data["silhouettes"][i]] + [v[1] for v in r]) for i, r in enumerate(rendered)])  # [S,K,H,W]
   return data

@@ -59,7 +59,8 @@ def spawn(setup:Callable, args, count:int) -> list:
   # a helper compiles its kernels itself (tinygrad gives a daemon process no compile pool); so does this process:
   # with the helpers on the other cores a compile pool only competes with them
   PARALLEL.value = 0
-  # Ctrl-C is the main process's (it finishes the epoch and saves): helpers start with SIGINT ignored, which Python keeps
+  # Ctrl-C is the main process's (it finishes the epoch and saves): helpers start with SIGINT ignored, which Python
+  # keeps
   handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
   context, pipes = multiprocessing.get_context("spawn"), []
   for _ in range(count):

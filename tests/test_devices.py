@@ -228,6 +228,26 @@ def test_light_background_is_filled_with_black(tmp_path, capsys):
   np.testing.assert_allclose(figures.read_image(str(tmp_path / "dark.png"), 16)[:, 8, 8], np.array([40, 60, 200]) / 255, atol=1e-6)
   assert "background" not in capsys.readouterr().out
 
+def test_a_wide_photo_of_a_ball_stays_round_and_is_framed_as_in_training(tmp_path):
+  # a lit red ball on light grey in a 200x160 JPEG, drawn here at 4x and shrunk, so its edge blends into the background
+  big = Image.new("RGB", (800, 640), (200, 200, 205))
+  draw = ImageDraw.Draw(big)
+  for r in range(160, 0, -8):   # brighter towards the upper left: a lit ball
+    shade = int(120 + 100 * (1 - r / 160))
+    draw.ellipse([300 - r - (160 - r) // 3, 340 - r - (160 - r) // 3, 300 + r - (160 - r) // 3, 340 + r - (160 - r) // 3],
+                 fill=(shade + 30, shade // 4, shade // 5))
+  big.resize((200, 160), Image.LANCZOS).save(tmp_path / "ball.jpg", quality=90)
+  pixels = figures.read_image(str(tmp_path / "ball.jpg"), 64)                                  # [3,H,W]
+  rows, columns = np.nonzero(pixels.max(0) > 0.05)
+  height, width = rows.max() - rows.min() + 1, columns.max() - columns.min() + 1
+  assert abs(height - width) <= 1                                                              # round, not an egg
+  assert abs(max(height, width) - figures.FRAME_FILL * 64) <= 2                                 # framed as in training
+  assert abs((rows.min() + rows.max()) / 2 - 31.5) <= 1 and abs((columns.min() + columns.max()) / 2 - 31.5) <= 1
+  centre = np.array([(rows.min() + rows.max()) / 2, (columns.min() + columns.max()) / 2])
+  y, x = np.mgrid[:64, :64]
+  outside = np.hypot(y - centre[0], x - centre[1]) > max(height, width) / 2 + 1.5
+  assert pixels.max(0)[outside].max() < 0.05                                                   # no pale ring left
+
 def test_16_bit_image_is_not_read_as_white(tmp_path):
   Image.fromarray(np.full((32, 32), 16384, np.uint16)).save(tmp_path / "gray16.png")            # a quarter of full scale
   np.testing.assert_allclose(figures.read_image(str(tmp_path / "gray16.png"), 16), 0.25, atol=0.01)

@@ -1,0 +1,89 @@
+# Tests that the documents say what the software does: the README's Results table against the metrics files committed
+# beside its figures, and every `python train.py ...` command in the README and docs/ run at a tiny size.
+import glob, json, os, re, shlex, subprocess, sys
+import pytest
+from PIL import Image, ImageDraw
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+import cli, train
+
+DOCUMENTS = [os.path.join(ROOT, "README.md")] + sorted(glob.glob(os.path.join(ROOT, "docs", "*.md")))
+TINY = ["--epochs", "2", "--shapes", "3", "--res", "16", "--samples", "6"]   # after a command's own: the last counts
+DEFAULTS = dict(epochs=train.EPOCHS, shapes=train.SHAPES, res=train.RES, samples=train.SAMPLES, seed=train.SEED)
+# a Results column: the metrics.json key it shows and the digits it shows it with
+COLUMNS = {"novel-view IoU": ("novel_iou", 3), "volumetric IoU": ("volume_iou", 3), "training MSE": ("train_mse", 4),
+           "held-out novel-view IoU": ("held_out_novel_iou", 3), "held-out volumetric IoU": ("held_out_volume_iou", 3)}
+
+SIZES = ("--epochs", "--shapes", "--res", "--samples", "--seed")   # replaced by TINY, or no more than a seed
+
+def commands() -> list[str]:
+  """Every `python train.py ...` in backticks or a code block of the documents, one of each set of flags that the
+  tiny sizes leave apart (the sizes and the seed do not change which code runs)."""
+  found = {}
+  for path in DOCUMENTS:
+    for match in re.finditer(r"python train\.py[^`\n|]*", open(path).read()):
+      words = shlex.split(match.group(0).split("(")[0])
+      flags = [w for i, w in enumerate(words) if w not in SIZES and (i == 0 or words[i - 1] not in SIZES)]
+      found.setdefault(" ".join(flags), " ".join(words))
+  return sorted(found.values())
+
+def results_rows() -> tuple[list[str], list[list[str]]]:
+  """The README's Results table: its header and its rows, cells stripped."""
+  text = open(os.path.join(ROOT, "README.md")).read()
+  table = text[text.index("## Results"):].split("\n\n|", 1)[1].split("\n\n")[0]
+  lines = ("|" + table).strip().splitlines()
+  cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
+  return cells[0], cells[2:]
+
+def test_results_table_says_what_the_metrics_files_say():
+  header, rows = results_rows()
+  assert len(rows) >= 3 and all(name in header for name in COLUMNS)
+  for row in rows:
+    cell = dict(zip(header, row))
+    path = re.search(r"\((out/[^)]+/metrics\.json)\)", cell["metrics"]).group(1)
+    metrics = json.load(open(os.path.join(ROOT, path)))
+    for name, (key, digits) in COLUMNS.items():
+      assert cell[name] == f"{metrics[key]:.{digits}f}", (path, name)
+    flags = shlex.split(cell["command"].strip("`"))[2:]                      # after `python train.py`
+    assert cli.config(cli.parse(DEFAULTS, flags)) == metrics["config"], path   # the run is the command's
+
+def test_the_best_lines_name_commands_of_the_results_table():
+  text = open(os.path.join(ROOT, "README.md")).read()
+  _, rows = results_rows()
+  listed = {row[1].strip("`") for row in rows}
+  for what in ("the paper's 50 shapes", "shapes never seen"):
+    best = re.search(rf"Best on {what}: `(python train\.py[^`]*)`", text)
+    assert best and best.group(1) in listed, what
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory) -> str:
+  path = tmp_path_factory.mktemp("photo") / "photo.jpg"
+  image = Image.new("RGB", (120, 90), "white")
+  ImageDraw.Draw(image).ellipse([35, 20, 85, 70], fill=(200, 60, 40))
+  image.save(path)
+  return str(path)
+
+@pytest.mark.parametrize("command", [c for c in commands() if "--eval" not in c])
+def test_every_training_command_in_the_documents_runs(command, tmp_path):
+  flags = shlex.split(command)[2:]
+  run = subprocess.run([sys.executable, "train.py", *flags, *TINY, "--out", str(tmp_path)], capture_output=True,
+                       text=True, cwd=ROOT, timeout=900)
+  assert run.returncode == 0, run.stderr[-2000:]
+  assert json.load(open(tmp_path / "metrics.json"))["epochs"] == 2
+
+def test_every_eval_command_in_the_documents_runs(photo, tmp_path):
+  trained = tmp_path / "trained"
+  run = subprocess.run([sys.executable, "train.py", *TINY, "--epochs", "1", "--out", str(trained)], capture_output=True,
+                       text=True, cwd=ROOT, timeout=900)
+  assert run.returncode == 0, run.stderr[-2000:]
+  evals = [c for c in commands() if "--eval" in c]
+  assert evals
+  for command in evals:
+    flags = shlex.split(command)[2:]
+    flags[flags.index("--eval") + 1] = str(trained / "model.safetensors")
+    if "--image" in flags:
+      flags[flags.index("--image") + 1] = photo
+    if "--out" in flags:
+      flags[flags.index("--out") + 1] = str(tmp_path / "rec")
+    run = subprocess.run([sys.executable, "train.py", *flags], capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert run.returncode == 0, (command, run.stderr[-2000:])
