@@ -14,14 +14,15 @@ from sdfsrn import SDFSRN, ConcatDecoder
 STEPS = getenv("STEPS", 10)   # timed steps after the three that compile and capture the jit
 FLAGS = getenv("FLAGS", 0)    # FLAGS=1: also time the step of each of train.py's flags beyond the paper
 FLAG_STEPS = {"--symmetric": dict(symmetric=True), "--shading": dict(shading=1.0), "--views 6": dict(views=6),
-              "--supervise-3d": dict(supervise_3d=True), "--pose": dict(pose=True)}
+              "--supervise-3d": dict(supervise_3d=True), "--pose": dict(pose="turn"),
+              "--pose view": dict(pose="view")}
 
 def naive_min_sdf(sdf_fn:Callable, origin:Tensor, direction:Tensor, depth:Tensor, _:Tensor) -> Tensor:
   """min_sdf by autograd through all N samples: what render.min_sdf's argmin gradient saves."""
   return sdf_fn(render.at(origin, direction, depth)).min(-1)
 
 def measure(name:str, naive:bool=False, views:int=1, symmetric:bool=False, shading:float=0.0,
-            supervise_3d:bool=False, pose:bool=False) -> float:
+            supervise_3d:bool=False, pose:str|None=None) -> float:
   data = shapes.make_dataset(train.SHAPES, train.RES, train.SEED, views=views)
   Tensor.manual_seed(0)
   model = fast.install(SDFSRN(train.RES, symmetric=symmetric, pose=pose))
@@ -39,7 +40,7 @@ def measure(name:str, naive:bool=False, views:int=1, symmetric:bool=False, shadi
 def measure_workers(count:int) -> float:
   """The default step split over processes as `train.py --workers` splits it (the CPU device only)."""
   args = argparse.Namespace(shapes=train.SHAPES, res=train.RES, samples=train.SAMPLES, seed=train.SEED, rotate=False,
-                            views=1, symmetric=False, shading=0.0, supervise_3d=False, pose=False, resume=False,
+                            views=1, symmetric=False, shading=0.0, supervise_3d=False, pose=None, resume=False,
                             out="")
   _, step, _ = workers.start(train.setup, args, count)
   batches = train.batches(np.random.default_rng(0), train.SHAPES, 1, train.RES)

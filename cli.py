@@ -37,8 +37,10 @@ def parser(defaults:dict) -> argparse.ArgumentParser:
                  help="add a photometric Lambert term with this weight (default 1; beyond the paper)")
   p.add_argument("--supervise-3d", action="store_true",
                  help="upper bound: fit the decoder to the analytic SDF instead of silhouettes")
-  p.add_argument("--pose", action="store_true", help="query the decoder in the input camera's quarter-turn frame, "
-                 "so the model knows which way the shape is turned (beyond the paper)")
+  p.add_argument("--pose", nargs="?", const="turn", choices=("turn", "view"), help="tell the model the input "
+                 "view's pose: turn, the decoder answers in a frame turned by the view's quarter-turn, so the model "
+                 "knows which way the shape is turned; view, also the camera's direction in that frame to the "
+                 "encoder (beyond the paper; bare --pose: turn)")
   p.add_argument("--workers", type=int, help="processes that share each batch (default 2 on the CPU, whose tinygrad "
                  "device computes on one core, 1 elsewhere): the same training up to float rounding")
   p.add_argument("--out", default="out", help="where checkpoint, figures and metrics.json go")

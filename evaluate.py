@@ -45,7 +45,7 @@ def chunked(fn:Callable, *arrays:np.ndarray) -> np.ndarray:
 
 def encode(model:SDFSRN, images:np.ndarray, poses:np.ndarray) -> np.ndarray:
   """The codes [S,L] of input images [S,3,H,W] seen from poses [S,2] (azimuth, elevation in degrees)."""
-  return chunked(model.encode, images, poses[:, 0])
+  return chunked(model.encode, images, poses)
 
 def over_disc(render_fn:Callable, origin:np.ndarray, direction:np.ndarray, background:float) -> np.ndarray:
   """render_fn(directions [V,P',3]) -> [V,P',...] for the views' rays (origins [V,3], directions [V,P,3]), made
@@ -222,7 +222,13 @@ def evaluate_3d(pred_grid:np.ndarray, shape_list:list[dict], seed:int) -> tuple[
     to_true = np.abs(shapes.shape_sdf(shape, sphere))
     to_sphere = np.abs(np.linalg.norm(true_points, axis=-1) - r)
     base.append(dict(volume_iou=sphere_iou) | surface_metrics(to_true, to_sphere))
-  return mean(rows), mean(base), meshes
+  predicted = mean(rows)
+  families = [shape["family"] for shape in shape_list]
+  for family in shapes.FAMILIES:
+    if family in families:
+      ious = [row["volume_iou"] for row, f in zip(rows, families) if f == family]
+      predicted[f"volume_iou_{family}"] = float(np.mean(ious))
+  return predicted, mean(base), meshes
 
 def save_obj(path:str, vertices:np.ndarray, faces:np.ndarray):
   lines = [f"v {x:.5f} {y:.5f} {z:.5f}\n" for x, y, z in vertices]
@@ -248,7 +254,8 @@ def load_for_eval(path:str, quiet:bool=False) -> tuple[SDFSRN, dict]:
     config = read_metadata(path)[1]
   except Exception:
     fail(f"{path} is not a Mini SDF-SRN checkpoint (safetensors with a config)")
-  model = fast.install(SDFSRN(config["res"], symmetric=config.get("symmetric", False), pose=config.get("pose", False)))
+  model = SDFSRN(config["res"], symmetric=config.get("symmetric", False), pose=config.get("pose"))
+  fast.install(model)
   try:
     load_checkpoint(path, model)
   except Exception as e:

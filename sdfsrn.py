@@ -3,7 +3,7 @@
 # Leaves out SDF-SRN's hypernetwork (its encoder emits decoder weights), its learned LSTM ray marcher and its colour
 # branch. Plain tensor API only: fast.py swaps faster CPU kernels in after construction. Checkpoints live here too.
 import json, math, os, pathlib
-from tinygrad import Tensor, dtypes, nn
+from tinygrad import Tensor, nn
 
 # B images, L latent size, C decoder width, ... any number of point axes (R rays, N samples)
 LATENT = 128
@@ -12,16 +12,22 @@ INIT_RADIUS = 0.5   # the decoder starts as the SDF of a sphere of this radius
 
 class Encoder:
   """Four 2x2 convolutions of stride 2 (3->32->64->128->256), then two fully connected layers: [B,3,H,W] -> [B,L]."""
-  def __init__(self, res:int=64, latent:int=LATENT):
+  def __init__(self, res:int=64, latent:int=LATENT, view:bool=False):
     self.convs = [nn.Conv2d(3, 32, 2, stride=2), nn.Conv2d(32, 64, 2, stride=2),
                   nn.Conv2d(64, 128, 2, stride=2), nn.Conv2d(128, 256, 2, stride=2)]
     self.layers = [nn.Linear(256 * (res // 16) ** 2, 256), Tensor.relu, nn.Linear(256, latent)]
+    if view:   # --pose view: the camera's direction [B,3] also reaches the first fully connected layer
+      self.view_in = nn.Linear(3, 256, bias=False)
 
-  def __call__(self, image:Tensor) -> Tensor:
+  def __call__(self, image:Tensor, view:Tensor|None=None) -> Tensor:
     x = image
     for conv in self.convs:
-      x = conv(x).relu()                       # [B,3,H,W] -> ... -> [B,256,H/16,W/16]
-    return x.flatten(1).sequential(self.layers)  # [B,L]
+      x = conv(x).relu()                         # [B,3,H,W] -> ... -> [B,256,H/16,W/16]
+    first, relu, last = self.layers
+    x = first(x.flatten(1))                      # [B,256]
+    if view is not None:   # a linear layer on [features, view] is the sum of one per part
+      x = x + self.view_in(view)
+    return last(relu(x))                         # [B,L]
 
 class Dense(nn.Linear):
   """A decoder layer, x W^T + b, then ReLU when relu. Its input is realised first: otherwise tinygrad fuses the
@@ -89,28 +95,36 @@ class ConcatDecoder:
     return self.last(self.fourth(x)).squeeze(-1)                                        # [B,...]
 
 class SDFSRN:
-  """The encoder and the decoder. A shape's code is its latent [B,L], and with pose also the cosine and sine of the
-  input view's quarter-turn [B,L+2]: sdf() reads the decoder in that turned frame. symmetric: the decoder is queried at
-  (|x|,|y|,|z|), so the shape is mirror-symmetric about the three coordinate planes by construction and every
-  silhouette also constrains its mirror images (train.py --symmetric)."""
-  def __init__(self, res:int=64, latent:int=LATENT, width:int=WIDTH, symmetric:bool=False, pose:bool=False):
-    self.encoder = Encoder(res, latent)
+  """The encoder and the decoder. A shape's code is its latent [B,L]; with pose ("turn" or "view": train.py --pose) also
+  the cosine and sine of the input view's quarter-turn [B,L+2], and sdf() reads the decoder in that turned frame.
+  symmetric: the decoder is queried at (|x|,|y|,|z|), so the shape is mirror-symmetric about the three coordinate
+  planes by construction and every silhouette also constrains its mirror images (train.py --symmetric)."""
+  def __init__(self, res:int=64, latent:int=LATENT, width:int=WIDTH, symmetric:bool=False, pose:str|None=None):
+    self.encoder = Encoder(res, latent, view=pose == "view")
     self.decoder = Decoder(latent, width)
     self.symmetric = symmetric
     self.pose = pose
     Tensor.realize(*nn.state.get_parameters(self))   # the initialisations above are lazy expressions until now
 
-  def encode(self, image:Tensor, azimuth:Tensor) -> Tensor:
-    """The codes [B,L] or [B,L+2] of images [B,3,H,W] seen from azimuths [B] (degrees; read only with pose)."""
-    latent = self.encoder(image)                                                   # [B,L]
+  def encode(self, image:Tensor, pose:Tensor) -> Tensor:
+    """The codes [B,L] or [B,L+2] of images [B,3,H,W] seen from poses [B,2] (azimuth, elevation in degrees; read
+    only with pose)."""
     if not self.pose:
-      return latent
+      return self.encoder(image)                                                   # [B,L]
     # The image of a box (a,b,c) seen from azimuth t is the image of the box (c,b,a) seen from t + 90: no image says
     # which of the two it is. In a frame turned by the view's quarter-turn k both are the same box, seen from the
-    # same azimuth t - 90k in [0, 90). cos and sin of 90k from a table: exact, so the turn is too.
-    k = (azimuth / 90).floor().cast(dtypes.int32) % 4                              # [B]
-    turn = Tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]])[k]         # [B,2] cos, sin of 90k
-    return latent.cat(turn, dim=1)                                                 # [B,L+2]
+    # same azimuth t - 90k in [0, 90). cos and sin of 90k by comparisons: exact, so the turn is too.
+    azimuth, elevation = pose[:, 0], pose[:, 1]                                    # [B] each
+    k = (azimuth / 90).floor()                                                     # [B] 0, 1, 2 or 3
+    cos = (k == 0).float() - (k == 2).float()                                      # [B] exact: 1, 0, -1, 0
+    sin = (k == 1).float() - (k == 3).float()                                      # [B] exact: 0, 1, 0, -1
+    turn = Tensor.stack(cos, sin, dim=1)                                           # [B,2]
+    view = None
+    if self.pose == "view":   # the camera's direction in the turned frame: where in its quarter it looks from
+      inside = (azimuth - 90 * k) * (math.pi / 180)                                # [B] in [0, pi/2)
+      up = elevation * (math.pi / 180)                                             # [B]
+      view = Tensor.stack(inside.cos() * up.cos(), up.sin(), inside.sin() * up.cos(), dim=1)   # [B,3]
+    return self.encoder(image, view).cat(turn, dim=1)                              # [B,L+2]
 
   def sdf(self, code:Tensor, point:Tensor) -> Tensor:
     """SDF [B,...] at world points [B,...,3] of the shapes code [B,L] (or [B,L+2], encode)."""

@@ -29,14 +29,14 @@ def to_blocks(x:np.ndarray, res:int) -> np.ndarray:
   return x.reshape(x.shape[0], b * b, BLOCK * BLOCK, *x.shape[5:])
 
 def device_data(data:dict, supervise_3d:bool=False, seed:int=0) -> dict[str, Tensor]:
-  """What the step reads, uploaded once. By shape: the input images [S,3,H,W] and their azimuths [S]. By supervision
+  """What the step reads, uploaded once. By shape: the input images [S,3,H,W] and their poses [S,2]. By supervision
   view, S*K rows (row = shape*K + view): camera origins [SK,3], ray directions [SK,R,BLOCK^2,3], target silhouettes
   and image shades (the image divided by the albedo) [SK,R,BLOCK^2], lights [SK,3]. For --supervise-3d, H*W points
   per shape with their true SDF, grouped like the pixels, [S,R,BLOCK^2,3] and [S,R,BLOCK^2]."""
   (S, K), res = data["view_poses"].shape[:2], data["images"].shape[-1]
   origin, direction = shapes.view_rays(data["view_poses"], res)                                  # [SK,3] [SK,P,3]
   image = data["view_images"].reshape(S * K, 3, res, res).transpose(0, 2, 3, 1)                  # [SK,H,W,3]
-  out = dict(images=data["images"], azimuths=data["poses"][:, 0], origins=origin,
+  out = dict(images=data["images"], poses=data["poses"], origins=origin,
              directions=to_blocks(direction.reshape(S * K, res, res, 3), res),
              targets=to_blocks(data["view_silhouettes"].reshape(S * K, res, res), res),
              shades=to_blocks((image / shapes.ALBEDO).mean(-1), res),
@@ -67,7 +67,7 @@ def make_step(model:SDFSRN, opt:nn.optim.Optimizer, device:dict[str, Tensor], sa
     [B], one pixel a block [B,R] and temperature T [1]: tensors all, since TinyJit freezes Python values."""
     with Context(TRAINING=1):
       opt.zero_grad()
-      code = model.encode(device["images"][shape], device["azimuths"][shape])                  # [B,L]
+      code = model.encode(device["images"][shape], device["poses"][shape])                     # [B,L]
       def sdf_fn(point:Tensor) -> Tensor:
         return model.sdf(code, point)
       one = pick.one_hot(BLOCK * BLOCK)                                                         # [B,R,BLOCK^2]
@@ -85,14 +85,16 @@ def make_step(model:SDFSRN, opt:nn.optim.Optimizer, device:dict[str, Tensor], sa
         # BCE on the logit -min_sdf/T: unlike the MSE of the sigmoid it does not vanish where a ray misses by far
         loss = (-sdf / T).binary_crossentropy_logits(target)
         if shading:
-          # the photometric term: Lambert shading of the first surface crossing against the image, on pixels inside
-          # both silhouettes. The crossing's depth carries no gradient; its normal does (central differences).
+          # the photometric term: Lambert shading of the first surface crossing against the image, averaged over each
+          # image's sampled pixels inside both silhouettes, then over the images (so --workers can split a batch).
+          # The crossing's depth carries no gradient; its normal does (central differences).
           surface_depth, hit = render.surface(sdf_fn, origin, direction, depth, sampled)     # [B,R]
           normal = render.normal(sdf_fn, render.at(origin, direction, surface_depth))        # [B,R,3]
           shade = render.lambert(normal, device["lights"][row].unsqueeze(1))                  # [B,R]
           both = hit.float() * target                                                         # [B,R]
           truth = (device["shades"][row] * one).sum(-1)                                       # [B,R]
-          loss = loss + shading * (((shade - truth) ** 2) * both).sum() / both.sum().maximum(1)
+          error = (((shade - truth) ** 2) * both).sum(-1) / both.sum(-1).maximum(1)            # [B]
+          loss = loss + shading * error.mean()
       loss.backward()
       # each gradient in a buffer of its own (workers.py sums them in place)
       gradients = [p.grad.contiguous() for p in opt.params]

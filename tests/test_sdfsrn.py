@@ -227,11 +227,12 @@ def test_symmetric_decoder_is_mirror_symmetric():
 
 @pytest.mark.parametrize("symmetric", [False, True])
 def test_pose_queries_the_decoder_in_the_quarter_turned_frame(symmetric):
-  model = SDFSRN(16, latent=8, width=16, symmetric=symmetric, pose=True)
+  model = SDFSRN(16, latent=8, width=16, symmetric=symmetric, pose="turn")
   for p in nn.state.get_parameters(model.decoder):
     p.assign(Tensor.randn(*p.shape) * 0.3).realize()
   image, point = Tensor.rand(4, 3, 16, 16), np.random.default_rng(0).normal(size=(4, 9, 3)).astype(np.float32)
-  code = model.encode(image, Tensor([10.0, 100.0, 190.0, 359.0]))                      # quarter-turns 0, 1, 2, 3
+  pose = Tensor([[10.0, 5.0], [100.0, -20.0], [190.0, 0.0], [359.0, 30.0]])            # quarter-turns 0, 1, 2, 3
+  code = model.encode(image, pose)
   assert code.shape == (4, 10)
   sdf = model.sdf(code, Tensor(point)).numpy()                                          # [4,9]
   for k in range(4):   # the frame turned by 90k about y: the camera at azimuth t is at t - 90k there
@@ -257,7 +258,7 @@ def test_every_parameter_gets_a_gradient():
   model, _, step = tiny_step()
   before = [p.numpy().copy() for p in nn.state.get_parameters(model)]
   for _ in range(2):
-    step(*first_batch()).item()
+    step(*first_batch())
   for p, old in zip(nn.state.get_parameters(model), before):
     assert np.abs(p.numpy() - old).max() > 0, p.shape
 
@@ -352,20 +353,20 @@ def test_every_parameter_gets_a_gradient_with_all_flags():
   model.symmetric = True
   before = [p.numpy().copy() for p in nn.state.get_parameters(model)]
   for _ in range(3):
-    step(*first_batch()).item()
+    step(*first_batch())
   for p, old in zip(nn.state.get_parameters(model), before):
     assert np.abs(p.numpy() - old).max() > 0, p.shape
 
 def test_3d_supervised_step_lowers_loss():
   _, _, step = tiny_step(supervise_3d=True)
-  losses = [step(*first_batch()).item() for _ in range(12)]
+  losses = [step(*first_batch()) for _ in range(12)]
   assert np.mean(losses[-3:]) < losses[0]
 
 def test_jitted_step_lowers_loss():
   _, _, step = tiny_step()
   rng = np.random.default_rng(0)
   # replay from call 3
-  losses = [step(*first_batch(rng.integers(0, 16, (3, 16), dtype=np.int32))).item() for _ in range(12)]
+  losses = [step(*first_batch(rng.integers(0, 16, (3, 16), dtype=np.int32))) for _ in range(12)]
   assert np.mean(losses[-3:]) < losses[0]
 
 def test_replayed_step_equals_eager_steps():
@@ -379,9 +380,9 @@ def test_replayed_step_equals_eager_steps():
     model, _, step = tiny_step()
     with Context(JIT=jit):
       for batch in batches:
-        step(*batch).item()
+        step(*batch)
       before = [p.numpy() for p in nn.state.get_parameters(model)]
-      step(*first_batch(lr=0.0)).item()
+      step(*first_batch(lr=0.0))
     params.append([p.numpy() for p in nn.state.get_parameters(model)])
     for a, b in zip(before, params[-1]):
       np.testing.assert_array_equal(a, b)
@@ -500,11 +501,11 @@ def test_two_workers_train_as_one(tiny_run, tmp_path):
   (epoch_one, iou_one), = one["checkpoint_novel_iou"]
   assert epoch_two == epoch_one == 4 and iou_two == pytest.approx(iou_one, rel=1e-4, abs=1e-6)
 
-@pytest.mark.parametrize("flags", [dict(symmetric=True, shading=1.0, views=2, pose=True), dict(supervise_3d=True)])
+@pytest.mark.parametrize("flags", [dict(symmetric=True, shading=1.0, views=2, pose="view"), dict(supervise_3d=True)])
 def test_three_workers_step_as_one_process_with_every_flag(flags, tmp_path):
   # the batch of 3 split over 3 processes (1 row each, weighted 1/3): the same losses and parameters as one process
   args = argparse.Namespace(shapes=3, res=16, samples=6, seed=0, rotate=False, views=1, symmetric=False, shading=0.0,
-                            supervise_3d=False, pose=False, resume=False, out=str(tmp_path))
+                            supervise_3d=False, pose=None, resume=False, out=str(tmp_path))
   vars(args).update(flags)
   results = []
   for count in (1, 3):
