@@ -4,7 +4,7 @@
 # applies the same Adam update to its own copy of the model, which so stays identical to the others'. The sums are
 # read and written in the CPU device's memory in place. The first helper also runs calls (call): the checkpoints'
 # novel-view IoU and half of the evaluation after training. One entry point: start().
-import atexit, multiprocessing, signal
+import atexit, multiprocessing, os, signal, threading, time
 from multiprocessing import shared_memory
 from typing import Callable
 import numpy as np
@@ -70,8 +70,16 @@ def spawn(setup:Callable, args, count:int) -> list:
   signal.signal(signal.SIGINT, handler)
   return pipes
 
+def orphaned(parent:int):
+  """Ends this helper within a second of its main process, however that ends: a helper busy compiling would notice the
+  closed pipe only at its next message, and the shared memory is freed once every process holding it has gone."""
+  while os.getppid() == parent:
+    time.sleep(0.5)
+  os._exit(0)
+
 def helper(setup:Callable, args, conn):
   """A helper process: the step of its rows of every batch, and calls, until the main process closes the pipe."""
+  threading.Thread(target=orphaned, args=(os.getppid(),), daemon=True).start()
   try:
     run = setup(args)
   except SystemExit:   # setup refused (a bad checkpoint, say): the main process runs the same setup and says why

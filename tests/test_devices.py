@@ -1,7 +1,7 @@
 # Tests for how Mini SDF-SRN starts and stops: every kernel compiled for CUDA (nvcc on tinygrad's NULL device), no
 # float64 anywhere Metal would meet it, one `error:` line for each device that cannot start and for each bad input,
 # with nothing lost. Tiny sizes, so the file runs in about two minutes on 2 cores.
-import argparse, ctypes, json, os, shutil, signal, subprocess, sys
+import argparse, ctypes, json, os, shutil, signal, subprocess, sys, time
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
@@ -197,6 +197,38 @@ def test_second_run_into_the_same_out_is_refused(tmp_path):
   finally:
     first.kill()
     first.wait()
+
+def helpers_of(pid:int) -> list[int]:
+  """The --workers helper processes of a process (Linux /proc)."""
+  found = []
+  for child in (p for p in os.listdir("/proc") if p.isdigit()):
+    try:
+      stat, cmdline = open(f"/proc/{child}/stat").read(), open(f"/proc/{child}/cmdline").read()
+    except OSError:   # ended meanwhile
+      continue
+    if int(stat.rsplit(")", 1)[1].split()[1]) == pid and "spawn_main" in cmdline:
+      found.append(int(child))
+  return found
+
+def alive(pid:int) -> bool:
+  """Running: in the process table and not a zombie waiting for its parent (a container's init may never reap it)."""
+  try:
+    return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+  except OSError:
+    return False
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads the process table from /proc")
+def test_helpers_end_with_a_main_process_killed_hard(tmp_path):
+  run = start_train("--epochs", "2", *TINY, "--out", str(tmp_path), "--workers", "3")
+  read_until(run.stdout, "compiling")                                   # the helpers are up, setting up or compiling
+  helpers = helpers_of(run.pid)
+  assert len(helpers) == 2
+  run.kill()                                                             # SIGKILL: no atexit, no handler
+  run.wait()
+  deadline = time.time() + 5
+  while time.time() < deadline and any(alive(pid) for pid in helpers):
+    time.sleep(0.1)
+  assert not any(alive(pid) for pid in helpers)
 
 def test_ctrl_c_during_evaluation_keeps_the_checkpoint(checkpoint):
   # the same handler catches Ctrl-C in a training run's final evaluation, which comes after its last checkpoint

@@ -16,15 +16,17 @@ COLUMNS = {"novel-view IoU": ("novel_iou", 3), "volumetric IoU": ("volume_iou", 
 
 SIZES = ("--epochs", "--shapes", "--res", "--samples", "--seed")   # replaced by TINY, or no more than a seed
 
+def flags_that_matter(command:str) -> str:
+  """A command's flags but the sizes and the seed, which the tiny sizes replace or which change no code path."""
+  words = shlex.split(command.split("(")[0])
+  return " ".join(w for i, w in enumerate(words) if w not in SIZES and (i == 0 or words[i - 1] not in SIZES))
+
 def commands() -> list[str]:
-  """Every `python train.py ...` in backticks or a code block of the documents, one of each set of flags that the
-  tiny sizes leave apart (the sizes and the seed do not change which code runs)."""
+  """Every `python train.py ...` in backticks or a code block of the documents, one for each flags_that_matter."""
   found = {}
   for path in DOCUMENTS:
     for match in re.finditer(r"python train\.py[^`\n|]*", open(path).read()):
-      words = shlex.split(match.group(0).split("(")[0])
-      flags = [w for i, w in enumerate(words) if w not in SIZES and (i == 0 or words[i - 1] not in SIZES)]
-      found.setdefault(" ".join(flags), " ".join(words))
+      found.setdefault(flags_that_matter(match.group(0)), " ".join(shlex.split(match.group(0).split("(")[0])))
   return sorted(found.values())
 
 def results_rows() -> tuple[list[str], list[list[str]]]:
@@ -63,7 +65,12 @@ def photo(tmp_path_factory) -> str:
   image.save(path)
   return str(path)
 
-@pytest.mark.parametrize("command", [c for c in commands() if "--eval" not in c])
+# run by tests/test_sdfsrn.py already: the default (tiny_run) and one process (test_two_workers_train_as_one)
+COVERED = ("python train.py", "python train.py --workers 1")
+
+TRAINING = [c for c in commands() if "--eval" not in c and flags_that_matter(c) not in COVERED]
+
+@pytest.mark.parametrize("command", TRAINING)
 def test_every_training_command_in_the_documents_runs(command, tmp_path):
   flags = shlex.split(command)[2:]
   run = subprocess.run([sys.executable, "train.py", *flags, *TINY, "--out", str(tmp_path)], capture_output=True,
