@@ -415,12 +415,22 @@ def test_help():
 TINY = ["--shapes", "3", "--res", "16", "--samples", "6"]
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-  # 4 epochs: the straight run that test_interrupt_then_resume_equals_straight_run interrupts
-  out = tmp_path_factory.mktemp("tiny")
-  run = run_train("--epochs", "4", *TINY, "--out", str(out))
-  assert run.returncode == 0, run.stderr[-2000:]
-  return out
+def tiny_runs(tmp_path_factory) -> tuple:
+  """Two tiny runs of 4 epochs side by side (each compiles on one core much of the time): train.py's default on the CPU
+  (2 processes), the straight run that test_interrupt_then_resume_equals_straight_run interrupts, and --workers 1."""
+  outs = [tmp_path_factory.mktemp("tiny"), tmp_path_factory.mktemp("one")]
+  started = []
+  for out, flags in zip(outs, ([], ["--workers", "1"])):
+    with open(out / "stderr.txt", "w") as stderr:   # a file: a pipe nobody reads would stall the run
+      started.append(subprocess.Popen([sys.executable, os.path.join(ROOT, "train.py"), "--epochs", "4", *TINY, *flags,
+                                       "--out", str(out)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr))
+  for process, out in zip(started, outs):
+    assert process.wait(timeout=600) == 0, open(out / "stderr.txt").read()[-2000:]
+  return outs
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_runs):
+  return tiny_runs[0]
 
 def test_tiny_end_to_end_run(tiny_run):
   metrics = json.load(open(tiny_run / "metrics.json"))
@@ -487,12 +497,10 @@ def test_interrupt_then_resume_equals_straight_run(tiny_run, tmp_path):
     resumed_metrics, straight_metrics = (json.load(open(os.path.join(d, "metrics.json"))) for d in (broken, straight))
     assert resumed_metrics[k] == pytest.approx(straight_metrics[k], rel=1e-5)
 
-def test_two_workers_train_as_one(tiny_run, tmp_path):
-  # the tiny run used train.py's default on the CPU: 2 processes, each the gradient of part of every batch (2 + 1 of 3
-  # shapes, weighted by their share), summed; one process must train the same model, up to float rounding
-  one = run_train("--epochs", "4", *TINY, "--out", str(tmp_path), "--workers", "1")
-  assert one.returncode == 0, one.stderr[-2000:]
-  two, one = (json.load(open(os.path.join(d, "metrics.json"))) for d in (tiny_run, tmp_path))
+def test_two_workers_train_as_one(tiny_runs):
+  # train.py's default on the CPU: 2 processes, each the gradient of part of every batch (2 + 1 of 3 shapes, weighted
+  # by their share), summed; one process must train the same model, up to float rounding
+  two, one = (json.load(open(os.path.join(d, "metrics.json"))) for d in tiny_runs)
   assert (two["workers"], one["workers"]) == (2, 1)
   np.testing.assert_allclose(two["loss_history"], one["loss_history"], rtol=1e-5)
   for k in ("train_mse", "novel_iou", "volume_iou", "held_out_novel_iou"):
