@@ -47,6 +47,9 @@ def parser(defaults:dict) -> argparse.ArgumentParser:
   p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
   p.add_argument("--eval", metavar="CKPT", help="evaluate a checkpoint, print its metrics as JSON, train nothing")
   p.add_argument("--image", help="with --eval: reconstruct this image instead; writes its views and mesh to --out")
+  p.add_argument("--image-pose", type=float, nargs=2, default=[0.0, 0.0], metavar=("AZIMUTH", "ELEVATION"),
+                 help="with --image: the photo's camera in degrees, if known (default 0 0: a --pose model's frame is "
+                 "the photo's)")
   return p
 
 def parse(defaults:dict, argv:list[str]|None=None) -> argparse.Namespace:
@@ -71,6 +74,10 @@ def parse(defaults:dict, argv:list[str]|None=None) -> argparse.Namespace:
     p.error("--shading WEIGHT must be a finite number >= 0")
   if args.image and not args.eval:
     p.error("--image needs --eval CKPT")
+  if args.image_pose != p.get_default("image_pose") and not args.image:
+    p.error("--image-pose needs --image PHOTO")
+  if not (math.isfinite(args.image_pose[0]) and -90 < args.image_pose[1] < 90):
+    p.error("--image-pose AZIMUTH ELEVATION: a finite azimuth and an elevation strictly between -90 and 90 degrees")
   if args.eval:
     ignored = [f"--{k.replace('_', '-')}" for k in TRAINING_FLAGS + ("resume",) if getattr(args, k) != p.get_default(k)]
     if ignored:

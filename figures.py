@@ -244,9 +244,10 @@ def read_image(path:str, res:int) -> np.ndarray:
   image = frame
   return (np.asarray(image.resize((res, res), Image.BOX), np.float32) / 255).transpose(2, 0, 1)   # [3,H,W]
 
-def reconstruct(path:str, image_path:str, out:str):
-  """Encode a user's image and write its shaded views from six azimuths at +-20 degrees, a turntable and its mesh.
-  The photo's camera is taken as the world's azimuth 0, elevation 0: with --pose, the model's frame is the photo's."""
+def reconstruct(path:str, image_path:str, out:str, pose:tuple[float, float]=(0.0, 0.0)):
+  """Encode a user's image seen from pose (azimuth, elevation in degrees) and write its shaded views from six azimuths
+  at +-20 degrees, the first the photo's, a turntable and its mesh. A photo's camera is unknown unless the user says
+  (--image-pose): by default azimuth 0, elevation 0, so a --pose model's frame is the photo's."""
   model, config = load_for_eval(path)
   res, samples = config["res"], config["samples"]
   pixels = read_image(image_path, res)[None]                                                  # [1,3,H,W]
@@ -254,8 +255,8 @@ def reconstruct(path:str, image_path:str, out:str):
     os.makedirs(out, exist_ok=True)
   except OSError as e:
     fail(f"cannot write to {out}: {e}")
-  code = encode(model, pixels, np.zeros((1, 2), np.float32))                                  # [1,L]
-  poses = shapes.novel_poses(-30.0)                                                            # azimuths 0, 60, ...
+  code = encode(model, pixels, np.array([pose], np.float32))                                   # [1,L]
+  poses = shapes.novel_poses(pose[0] - 30.0)                                                   # the photo's, +60, ...
   views = shaded_views(model, code.repeat(len(poses), 0), poses, res, samples)                # [V,H,W,3]
   name = os.path.join(out, os.path.splitext(os.path.basename(image_path))[0])
   columns = ["input"] + [f"az {az:.0f}\nel {el:+.0f}" for az, el in poses]

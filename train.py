@@ -252,7 +252,7 @@ if __name__ == "__main__":
   args.workers = cli.default_workers(args.workers)
   with cli.one_line_failures(lambda: kept(args)):
     if args.image:
-      figures.reconstruct(args.eval, args.image, args.out)
+      figures.reconstruct(args.eval, args.image, args.out, args.image_pose)
     elif args.eval:
       evaluate.evaluate_checkpoint(args.eval, args.workers)
     else:

@@ -465,7 +465,8 @@ def test_reconstruct_user_image(tiny_run, tmp_path):
 
 @pytest.mark.parametrize("flags", [["--epochs", "-1"], ["--shapes", "0"], ["--res", "20"], ["--samples", "x"],
                                    ["--bogus"], ["--eval", "missing.safetensors"], ["--eval", "junk.safetensors"],
-                                   ["--symmetric", "--rotate"]])
+                                   ["--symmetric", "--rotate"], ["--image-pose", "30", "10"],
+                                   ["--eval", "m.safetensors", "--image", "p.png", "--image-pose", "0", "90"]])
 def test_bad_input_is_one_clear_line(flags, tmp_path):
   (tmp_path / "junk.safetensors").write_bytes(b"not a checkpoint at all")
   out = run_train(*flags, "--out", str(tmp_path / "out"), cwd=tmp_path)
