@@ -125,9 +125,10 @@ def device_error(e:Exception) -> str:
   return f"tinygrad cannot start {repr(DEV) or 'the default device'} ({why}); {works_here}"
 
 def check_device():
-  """A vectorised kernel compiled with the cache off: no driver, compiler or clang is one line, not a traceback."""
+  """A vectorised kernel compiled with the cache off: no driver, compiler or clang is one line, not a traceback.
+  Compiled in this process: tinygrad's compile pool, made at its first compile, would sit idle beside --workers."""
   try:
-    with Context(CACHELEVEL=0):
+    with Context(CACHELEVEL=0, PARALLEL=0):
       (Tensor.ones(64).contiguous() + 1).realize()
   except Exception as e:
     fail(device_error(e))
