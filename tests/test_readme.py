@@ -95,8 +95,8 @@ def test_every_training_command_in_the_documents_runs(command, trained):
   assert json.load(open(os.path.join(out, "metrics.json")))["epochs"] == 2
 
 def test_every_eval_command_in_the_documents_runs(photo, trained, tmp_path):
-  # the checkpoint of a documented command that gives the model the pose, if one does: a user's photo has none
-  pose_aware = [c for c in TRAINING if "--pose" in c]
+  # the checkpoint of a documented command whose encoder and decoder both take the pose, if one is: a photo has none
+  pose_aware = [c for c in TRAINING if "--pose view" in c]
   checkpoint = os.path.join(trained[(pose_aware or TRAINING)[0]][2], "model.safetensors")
   evals = [c for c in commands() if "--eval" in c]
   assert evals
